@@ -1,0 +1,242 @@
+"""Turning the user's condition requests into one complete assignment per generated cell."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_N_CELLS = 1000
+
+
+@dataclass
+class ConditionSpace:
+    """What a model can be conditioned on.
+
+    Parameters
+    ----------
+    categories
+        Training categories of every registered condition, keyed by obs column.
+    roles
+        Role name (``"cell_type"``, ``"tissue"``) to the obs column registered for it.
+    extra
+        Categories of obs columns of the training AnnData that were not registered; requests
+        for them are honoured by a guidance classifier trained on demand.
+    """
+
+    categories: dict[str, pd.Index]
+    roles: dict[str, str]
+    extra: dict[str, pd.Index]
+
+    def resolve_key(self, key) -> str:
+        """Obs column for a condition name (an obs column or a role alias)."""
+        if not isinstance(key, str):
+            raise TypeError(
+                f"Condition names must be strings, got {key!r} ({type(key).__name__})."
+            )
+        if key in self.categories:
+            return key
+        if key in self.roles:
+            return self.roles[key]
+        if key in self.extra:
+            return key
+        valid = list(self.categories) + [r for r in self.roles if r not in self.categories]
+        raise ValueError(
+            f"Unknown condition {key!r}. Registered conditions: {valid or 'none'}"
+            + (
+                f"; other categorical columns of the training AnnData: {list(self.extra)}."
+                if self.extra
+                else "."
+            )
+            + " Register more with `ScDiffusion.setup_anndata(..., condition_keys=[...])`."
+        )
+
+    def categories_of(self, key: str) -> pd.Index:
+        """Training categories of a resolved condition."""
+        return self.categories[key] if key in self.categories else self.extra[key]
+
+    def validate_values(self, key: str, values) -> pd.Categorical:
+        """Check requested values against the training categories."""
+        values = pd.Series(np.asarray(values, dtype=object).ravel())
+        if values.isna().any():
+            raise ValueError(
+                f"Condition {key!r} has missing values (NaN/None) in {int(values.isna().sum())} "
+                "requested cells; give a category for every cell."
+            )
+        categories = self.categories_of(key)
+        known = set(categories)
+        unknown = sorted({str(v) for v in values.unique() if v not in known})
+        if unknown:
+            raise ValueError(
+                f"Unknown value(s) {unknown} for condition {key!r}. Valid values: "
+                f"{list(categories)}."
+            )
+        return pd.Categorical(values, categories=categories)
+
+
+def validate_n(n) -> int | None:
+    """``n`` must be a positive integer or None."""
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, Integral):
+        raise TypeError(f"`n` must be a positive integer, got {n!r} ({type(n).__name__}).")
+    if n <= 0:
+        raise ValueError(f"`n` must be a positive integer, got {n}.")
+    return int(n)
+
+
+def parse_requests(
+    space: ConditionSpace,
+    n: int | None,
+    role_values: Mapping[str, object],
+    conditions,
+) -> pd.DataFrame:
+    """One row per cell to generate, one categorical column per requested condition.
+
+    Parameters
+    ----------
+    space
+        The model's condition space.
+    n
+        Number of cells, or None (then the DataFrame's length or :data:`DEFAULT_N_CELLS`).
+    role_values
+        Values given through role keyword arguments (``cell_type=``, ``tissue=``); None
+        values are ignored.
+    conditions
+        None, a dict (condition name to a value or one value per cell), or a DataFrame/Series
+        with one row per cell.
+    """
+    n = validate_n(n)
+    requested: dict[str, object] = {}
+
+    def add(name, value):
+        key = space.resolve_key(name)
+        if key in requested:
+            raise ValueError(
+                f"Condition {key!r} is given twice (as {name!r} and earlier); give it once."
+            )
+        requested[key] = value
+
+    for role, value in role_values.items():
+        if value is None:
+            continue
+        if role not in space.roles:
+            raise ValueError(
+                f"`{role}=` needs a registered {role} column: call "
+                f"`ScDiffusion.setup_anndata(adata, {role}_key=...)` before creating the model."
+                f" Registered conditions: {list(space.categories) or 'none'}."
+            )
+        add(role, value)
+
+    table_length = None
+    if conditions is None:
+        pass
+    elif isinstance(conditions, pd.Series):
+        conditions = conditions.to_frame()
+    if isinstance(conditions, pd.DataFrame):
+        if conditions.shape[0] == 0:
+            raise ValueError("`conditions` is an empty DataFrame; give one row per cell.")
+        table_length = conditions.shape[0]
+        for column in conditions.columns:
+            add(column, conditions[column].to_numpy())
+    elif isinstance(conditions, Mapping):
+        for name, value in conditions.items():
+            add(name, value)
+    elif conditions is not None:
+        raise TypeError(
+            "`conditions` must be a dict (condition -> value), a pandas DataFrame with one row "
+            f"per cell, or None; got {type(conditions).__name__}."
+        )
+
+    lengths = {}
+    for key, value in requested.items():
+        if isinstance(value, (str, bytes)) or np.ndim(value) == 0:
+            continue
+        lengths[key] = len(value)
+    if table_length is not None:
+        if n is not None and n != table_length:
+            raise ValueError(
+                f"`n`={n} does not match the {table_length} rows of the `conditions` DataFrame; "
+                "leave `n` out to generate one cell per row."
+            )
+        n = table_length
+    distinct = set(lengths.values())
+    if len(distinct) > 1:
+        raise ValueError(f"Per-cell condition values have different lengths: {lengths}.")
+    if distinct:
+        (length,) = distinct
+        if n is not None and n != length:
+            raise ValueError(
+                f"`n`={n} does not match the {length} per-cell values given for {list(lengths)}."
+            )
+        n = length
+    n = DEFAULT_N_CELLS if n is None else n
+
+    frame = pd.DataFrame(index=pd.RangeIndex(n))
+    for key, value in requested.items():
+        values = np.repeat(np.asarray([value], dtype=object), n) if key not in lengths else value
+        frame[key] = space.validate_values(key, values)
+    return frame
+
+
+def draw_reference_cells(
+    requested: pd.DataFrame,
+    training: pd.DataFrame,
+    rng: np.random.Generator,
+    warn_unseen: bool = True,
+) -> np.ndarray:
+    """For every requested cell, a training cell with the same conditions.
+
+    Reference cells provide what the diffusion does not model (library size, batch) and the
+    values of registered conditions that were not requested. A combination of conditions that
+    no training cell has is allowed: the last conditions are dropped until some cells match, and
+    a warning says the request is outside the training distribution.
+
+    Parameters
+    ----------
+    requested
+        One row per cell to generate (categorical columns).
+    training
+        Conditions of the training cells (same columns, at least).
+    rng
+        Random generator.
+    warn_unseen
+        Warn about unseen combinations.
+    """
+    reference = np.empty(requested.shape[0], dtype=np.int64)
+    columns = list(requested.columns)
+    if not columns:
+        return rng.integers(0, training.shape[0], size=requested.shape[0])
+    codes = {
+        c: pd.Categorical(training[c], categories=requested[c].cat.categories).codes
+        for c in columns
+    }
+    groups = requested.groupby(columns, observed=True, sort=False).indices
+    for combination, rows in groups.items():
+        combination = combination if isinstance(combination, tuple) else (combination,)
+        used = len(columns)
+        while True:
+            mask = np.ones(training.shape[0], dtype=bool)
+            for column, value in zip(columns[:used], combination[:used], strict=True):
+                value_code = requested[column].cat.categories.get_loc(value)
+                mask &= codes[column] == value_code
+            candidates = np.flatnonzero(mask)
+            if candidates.size:
+                break
+            used -= 1
+        if used < len(columns) and warn_unseen:
+            described = ", ".join(f"{c}={v!r}" for c, v in zip(columns, combination, strict=True))
+            matched = dict(zip(columns[:used], combination[:used], strict=True)) or "any"
+            warnings.warn(
+                f"No training cell has {described}: this combination is outside the training "
+                "distribution. Generating it by guidance; library sizes are drawn from cells with "
+                f"{matched}.",
+                UserWarning,
+                stacklevel=3,
+            )
+        reference[rows] = rng.choice(candidates, size=len(rows), replace=True)
+    return reference

@@ -1,0 +1,895 @@
+"""ScDiffusion: latent diffusion with classifier guidance on scVI's latent space."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from numbers import Integral, Real
+from typing import Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+from scipy import sparse
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data._constants import _SETUP_ARGS_KEY
+from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.dataloaders import DataSplitter
+from scvi.model._utils import get_max_epochs_heuristic
+from scvi.model.base import BaseModelClass, VAEMixin
+from scvi.model.base._save_load import _load_saved_files
+from scvi.train import TrainingPlan, TrainRunner
+from scvi.utils import setup_anndata_dsp
+from tqdm.auto import tqdm
+
+from ._conditions import ConditionSpace, draw_reference_cells, parse_requests
+from ._constants import (
+    INTERPOLATION_WEIGHT_KEY,
+    LATENT_OBSM_KEY,
+    PARAMS_UNS_KEY,
+    condition_registry_key,
+)
+from ._diffusion import SAMPLERS, ClassifierGuidance, run_sampler
+from ._module import ConditionClassifiersModule, ScDiffusionModule
+from ._trainingplans import LatentStageTrainingPlan
+from ._validation import validate_counts
+
+logger = logging.getLogger("scvi").getChild("diffusion")
+
+DEFAULT_GUIDANCE_SCALE = 2.0
+DEFAULT_SAMPLER = "ddim"
+DEFAULT_N_STEPS = 50
+OUTPUTS = ("counts", "normalized")
+NORMALIZED_TARGET_SUM = 1e4
+
+
+def _positive_int(name: str, value, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"`{name}` must be a positive integer, got {value!r}.")
+    if value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer, got {value}.")
+    return int(value)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, device: torch.device):
+    """Fix torch's random state for a block, without touching the caller's."""
+    if seed is None:
+        yield
+        return
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
+
+
+class ScDiffusion(VAEMixin, BaseModelClass):
+    """Generate realistic single cells with latent diffusion and classifier guidance.
+
+    A reimplementation of scDiffusion :cite:p:`Luo2024`: scVI's variational autoencoder
+    (negative binomial likelihood on raw counts) maps cells to a latent space, a DDPM learns the
+    distribution of the standardised latents, and one classifier per registered condition,
+    trained on noisy latents, steers generation toward the requested conditions.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`~scvi_diffusion.ScDiffusion.setup_anndata`.
+    n_latent
+        Dimensionality of the VAE latent space, where diffusion runs.
+    n_hidden
+        Hidden units of the VAE's encoder and decoder.
+    n_layers
+        Hidden layers of the VAE's encoder and decoder.
+    dropout_rate
+        VAE dropout.
+    denoiser_width
+        Width of the denoiser's first level (the next are half and a quarter). Default:
+        ``max(256, 16 * n_latent)``.
+    guidance_horizon
+        Guidance classifiers are trained on, and guide, timesteps ``t < guidance_horizon``.
+    n_timesteps
+        Diffusion steps ``T`` of the linear noise schedule.
+    beta_start, beta_end
+        First and last beta of the linear noise schedule.
+
+    Examples
+    --------
+    >>> import scvi_diffusion
+    >>> adata = scvi_diffusion.data.pbmc68k()
+    >>> scvi_diffusion.ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
+    >>> model = scvi_diffusion.ScDiffusion(adata)
+    >>> model.train()
+    >>> synthetic = model.generate(n=500, cell_type="CD14+ Monocyte")
+    """
+
+    _module_cls = ScDiffusionModule
+    _training_plan_cls = TrainingPlan
+    _latent_training_plan_cls = LatentStageTrainingPlan
+    _data_splitter_cls = DataSplitter
+    _train_runner_cls = TrainRunner
+
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        n_latent: int = 10,
+        n_hidden: int = 128,
+        n_layers: int = 1,
+        dropout_rate: float = 0.1,
+        denoiser_width: int | None = None,
+        guidance_horizon: int = 500,
+        n_timesteps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+    ):
+        super().__init__(adata)
+        _positive_int("n_latent", n_latent, allow_none=False)
+        keys = self.condition_keys
+        denoiser_dims = (
+            None
+            if denoiser_width is None
+            else (
+                denoiser_width,
+                max(denoiser_width // 2, n_latent),
+                max(denoiser_width // 4, n_latent),
+            )
+        )
+        self.module = self._module_cls(
+            n_input=self.summary_stats.n_vars,
+            n_batch=self.summary_stats.n_batch,
+            n_classes=[len(self._categories(k)) for k in keys],
+            condition_registry_keys=[condition_registry_key(k) for k in keys],
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            dropout_rate=dropout_rate,
+            denoiser_hidden_dims=denoiser_dims,
+            guidance_horizon=guidance_horizon,
+            n_timesteps=n_timesteps,
+            beta_start=beta_start,
+            beta_end=beta_end,
+        )
+        self._model_summary_string = (
+            f"ScDiffusion: scVI autoencoder (n_latent={n_latent}, NB likelihood) + latent DDPM "
+            f"(T={n_timesteps}) + classifier guidance on {keys or 'no conditions'}."
+        )
+        self.init_params_ = self._get_init_params(locals())
+        self._auxiliary_guidance: dict[str, tuple[ConditionClassifiersModule, pd.Index]] = {}
+        self._reference_table: pd.DataFrame | None = None
+
+    # ------------------------------------------------------------------ setup
+
+    @classmethod
+    @setup_anndata_dsp.dedent
+    def setup_anndata(
+        cls,
+        adata: ad.AnnData,
+        layer: str | None = None,
+        cell_type_key: str | None = None,
+        tissue_key: str | None = None,
+        condition_keys: Sequence[str] | None = None,
+        batch_key: str | None = None,
+        **kwargs,
+    ):
+        """%(summary)s.
+
+        Counts are checked (non-negative integers, finite) before anything is registered, and
+        every condition becomes a categorical field. With no keys the model is unconditional.
+
+        Parameters
+        ----------
+        %(param_adata)s
+        %(param_layer)s
+        cell_type_key
+            Obs column with cell types; a condition, also reachable as ``cell_type=``.
+        tissue_key
+            Obs column with tissues; a condition, also reachable as ``tissue=``.
+        condition_keys
+            Further categorical obs columns to condition on.
+        %(param_batch_key)s
+            The autoencoder removes batch effects; generated cells take the batch of a
+            training cell with the same conditions.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        if condition_keys is not None and isinstance(condition_keys, str):
+            condition_keys = [condition_keys]
+        keys = cls._condition_keys_from_args(cell_type_key, tissue_key, condition_keys)
+        if not kwargs.get("source_registry"):
+            validate_counts(adata, layer)
+            for key in [*keys, *([batch_key] if batch_key else [])]:
+                if key not in adata.obs:
+                    raise ValueError(
+                        f"{key!r} is not a column of adata.obs; available columns: "
+                        f"{list(adata.obs.columns)}."
+                    )
+                missing = int(adata.obs[key].isna().sum())
+                if missing:
+                    raise ValueError(
+                        f"adata.obs[{key!r}] has {missing} missing values; fill or drop those "
+                        "cells before setup_anndata."
+                    )
+        anndata_fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
+            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, None),
+            *[CategoricalObsField(condition_registry_key(k), k) for k in keys],
+        ]
+        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    @staticmethod
+    def _condition_keys_from_args(cell_type_key, tissue_key, condition_keys) -> list[str]:
+        keys = [k for k in (cell_type_key, tissue_key) if k is not None]
+        for key in condition_keys or []:
+            if key not in keys:
+                keys.append(key)
+        return keys
+
+    @property
+    def _setup_args(self) -> dict:
+        return self.registry_[_SETUP_ARGS_KEY]
+
+    @property
+    def condition_keys(self) -> list[str]:
+        """Obs columns the model is conditioned on, in registration order."""
+        args = self._setup_args
+        return self._condition_keys_from_args(
+            args.get("cell_type_key"), args.get("tissue_key"), args.get("condition_keys")
+        )
+
+    @property
+    def condition_roles(self) -> dict[str, str]:
+        """Role names (``cell_type``, ``tissue``) mapped to their registered obs columns."""
+        args = self._setup_args
+        return {
+            role: args[f"{role}_key"]
+            for role in ("cell_type", "tissue")
+            if args.get(f"{role}_key") is not None
+        }
+
+    def _categories(self, key: str) -> pd.Index:
+        mapping = self.adata_manager.get_state_registry(
+            condition_registry_key(key)
+        ).categorical_mapping
+        return pd.Index(mapping)
+
+    def _condition_space(self) -> ConditionSpace:
+        registered = {k: self._categories(k) for k in self.condition_keys}
+        batch_key = self._setup_args.get("batch_key")
+        extra = {}
+        for column in self.adata.obs.columns:
+            series = self.adata.obs[column]
+            if column in registered or column == batch_key or column.startswith("_scvi"):
+                continue
+            if isinstance(series.dtype, pd.CategoricalDtype):
+                extra[column] = pd.Index(series.cat.categories)
+            elif series.dtype == object or pd.api.types.is_bool_dtype(series):
+                extra[column] = pd.Index(pd.unique(series.dropna()))
+        return ConditionSpace(registered, self.condition_roles, extra)
+
+    # ---------------------------------------------------------------- training
+
+    def _run_stage(
+        self, stage: str, training_plan, data_splitter, max_epochs: int, **runner_kwargs
+    ):
+        """Train one stage with scvi-tools' runner; return its history under the stage prefix."""
+        logger.info(f"ScDiffusion training stage '{stage}': {max_epochs} epochs.")
+        self.is_trained_ = False
+        self.history_ = None
+        runner = self._train_runner_cls(
+            self,
+            training_plan=training_plan,
+            data_splitter=data_splitter,
+            max_epochs=max_epochs,
+            **runner_kwargs,
+        )
+        runner()
+        return {f"{stage}_{key}": value for key, value in (self.history_ or {}).items()}
+
+    def _latent_data_manager(self, latents: np.ndarray, obs: pd.DataFrame) -> AnnDataManager:
+        """Register standardised latents and conditions as a small in-memory AnnData."""
+        latent_adata = ad.AnnData(X=latents.astype(np.float32), obs=obs)
+        fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, None, is_count_data=False),
+            *[CategoricalObsField(condition_registry_key(k), k) for k in obs.columns],
+        ]
+        manager = AnnDataManager(fields=fields)
+        with warnings.catch_warnings():
+            # small categories are expected (rare cell types) and already reported at setup
+            warnings.simplefilter("ignore", UserWarning)
+            manager.register_fields(latent_adata)
+        return manager
+
+    def _training_conditions(self, keys: Sequence[str]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                k: pd.Categorical(
+                    self.adata.obs[k], categories=self._condition_space().categories_of(k)
+                )
+                for k in keys
+            },
+            index=self.adata.obs_names,
+        )
+
+    @staticmethod
+    def _latent_epochs(n_obs: int, batch_size: int, target_steps: int, cap: int) -> int:
+        """Epochs that give about ``target_steps`` optimiser steps, at most ``cap``."""
+        steps_per_epoch = max(1, math.ceil(n_obs / batch_size))
+        return int(min(cap, max(1, math.ceil(target_steps / steps_per_epoch))))
+
+    def train(
+        self,
+        max_epochs: int | None = None,
+        *,
+        vae_epochs: int | None = None,
+        diffusion_epochs: int | None = None,
+        classifier_epochs: int | None = None,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        train_size: float = 1.0,
+        validation_size: float | None = None,
+        batch_size: int = 128,
+        latent_batch_size: int = 256,
+        vae_plan_kwargs: dict | None = None,
+        diffusion_plan_kwargs: dict | None = None,
+        classifier_plan_kwargs: dict | None = None,
+        datasplitter_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ):
+        """Train the three stages: VAE, latent diffusion, guidance classifiers.
+
+        Each stage runs with scvi-tools' :class:`~scvi.train.TrainRunner` and shows its own
+        progress bar. ``model.history`` holds every stage's curves, prefixed with ``vae_``,
+        ``diffusion_`` and ``classifier_``.
+
+        Parameters
+        ----------
+        max_epochs
+            Cap on the epochs of every stage (handy for quick runs).
+        vae_epochs
+            Epochs of the VAE. Default: scvi-tools' heuristic (400 up to 20,000 cells, fewer
+            beyond).
+        diffusion_epochs
+            Epochs of the denoiser. Default: about 12,000 optimiser steps, at most 2,000
+            epochs.
+        classifier_epochs
+            Epochs of the guidance classifiers. Default: about 3,000 optimiser steps, at most
+            500 epochs.
+        %(param_accelerator)s
+        %(param_devices)s
+        train_size
+            Fraction of cells used for training (the rest for validation). All by default: a
+            generator should learn from every cell, rare types included.
+        validation_size
+            Fraction of cells for validation (default: the rest).
+        batch_size
+            Minibatch size of the VAE stage.
+        latent_batch_size
+            Minibatch size of the latent stages.
+        vae_plan_kwargs, diffusion_plan_kwargs, classifier_plan_kwargs
+            Keyword arguments for each stage's :class:`~scvi.train.TrainingPlan`.
+        datasplitter_kwargs
+            Keyword arguments for :class:`~scvi.dataloaders.DataSplitter`.
+        **trainer_kwargs
+            Keyword arguments for :class:`~scvi.train.Trainer`.
+        """
+        max_epochs = _positive_int("max_epochs", max_epochs)
+        vae_epochs = _positive_int("vae_epochs", vae_epochs)
+        diffusion_epochs = _positive_int("diffusion_epochs", diffusion_epochs)
+        classifier_epochs = _positive_int("classifier_epochs", classifier_epochs)
+        batch_size = _positive_int("batch_size", batch_size, allow_none=False)
+        latent_batch_size = _positive_int("latent_batch_size", latent_batch_size, allow_none=False)
+        n_obs = self.adata.n_obs
+
+        def capped(epochs: int) -> int:
+            return epochs if max_epochs is None else min(epochs, max_epochs)
+
+        epochs = {
+            "vae": capped(vae_epochs or get_max_epochs_heuristic(n_obs)),
+            "diffusion": capped(
+                diffusion_epochs or self._latent_epochs(n_obs, latent_batch_size, 12_000, 2_000)
+            ),
+            "classifier": capped(
+                classifier_epochs or self._latent_epochs(n_obs, latent_batch_size, 3_000, 500)
+            ),
+        }
+        runner_kwargs = {"accelerator": accelerator, "devices": devices, **trainer_kwargs}
+        split_kwargs = {"train_size": train_size, "validation_size": validation_size}
+        split_kwargs.update(datasplitter_kwargs or {})
+        history = {}
+
+        splitter = self._data_splitter_cls(
+            self.adata_manager, batch_size=batch_size, **split_kwargs
+        )
+        plan = self._training_plan_cls(self.module.vae, **(vae_plan_kwargs or {}))
+        history.update(self._run_stage("vae", plan, splitter, epochs["vae"], **runner_kwargs))
+
+        latents = torch.as_tensor(self.get_latent_representation(batch_size=4096))
+        self.module.diffusion.set_standardization(latents.to(self.module.diffusion.latent_loc))
+        standardized = self.module.diffusion.standardize(latents.to(self.device)).cpu().numpy()
+        keys = self.condition_keys
+        manager = self._latent_data_manager(standardized, self._training_conditions(keys))
+
+        splitter = self._data_splitter_cls(manager, batch_size=latent_batch_size, **split_kwargs)
+        plan = self._latent_training_plan_cls(
+            self.module.diffusion, **{"lr": 1e-3, **(diffusion_plan_kwargs or {})}
+        )
+        history.update(
+            self._run_stage("diffusion", plan, splitter, epochs["diffusion"], **runner_kwargs)
+        )
+
+        if keys:
+            splitter = self._data_splitter_cls(
+                manager, batch_size=latent_batch_size, **split_kwargs
+            )
+            plan = self._latent_training_plan_cls(
+                self.module.guidance, **{"lr": 1e-3, **(classifier_plan_kwargs or {})}
+            )
+            history.update(
+                self._run_stage(
+                    "classifier", plan, splitter, epochs["classifier"], **runner_kwargs
+                )
+            )
+        self._auxiliary_guidance = {}
+        self._reference_table = None
+        self.history_ = history
+        self.is_trained_ = True
+
+    def _train_auxiliary_classifier(
+        self, key: str, categories: pd.Index
+    ) -> ConditionClassifiersModule:
+        """Guidance classifier for an obs column that was not registered, trained on demand."""
+        logger.warning(
+            f"{key!r} is not a registered condition; training a guidance classifier for it now. "
+            f"Register it with `setup_anndata(..., condition_keys=[{key!r}])` to train it with "
+            "the model and save it."
+        )
+        guidance = self.module.guidance
+        module = ConditionClassifiersModule(
+            self.module.n_latent,
+            [len(categories)],
+            [condition_registry_key(key)],
+            horizon=guidance.horizon,
+            n_timesteps=guidance.schedule.n_timesteps,
+        )
+        module.schedule = guidance.schedule
+        labels = pd.Categorical(self.adata.obs[key], categories=categories)
+        keep = np.flatnonzero(~pd.isna(labels))
+        latents = torch.as_tensor(self.get_latent_representation(indices=keep, batch_size=4096))
+        standardized = self.module.diffusion.standardize(latents.to(self.device)).cpu().numpy()
+        obs = pd.DataFrame({key: labels[keep]}, index=self.adata.obs_names[keep])
+        manager = self._latent_data_manager(standardized, obs)
+        splitter = self._data_splitter_cls(manager, batch_size=256, train_size=1.0)
+        plan = self._latent_training_plan_cls(module, lr=1e-3)
+        history, trained_module = self.history_, self.module
+        try:
+            # the runner trains `model.module`'s device placement; swap the classifier in
+            self.module = module
+            stage_history = self._run_stage(
+                f"classifier_{key}",
+                plan,
+                splitter,
+                self._latent_epochs(len(keep), 256, 3_000, 500),
+                enable_progress_bar=True,
+            )
+        finally:
+            self.module = trained_module
+            self.is_trained_ = True
+            self.history_ = {**(history or {})}
+        self.history_.update(stage_history)
+        module.to(self.device).eval()
+        return module
+
+    # -------------------------------------------------------------- generation
+
+    def _check_trained(self):
+        if not self.is_trained_:
+            raise ValueError(
+                "The model is not trained yet; call `model.train()` before generating."
+            )
+
+    def _reference(self) -> pd.DataFrame:
+        """Library size, batch and registered conditions of every training cell."""
+        if self._reference_table is None:
+            counts = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+            library = np.asarray(counts.sum(axis=1)).ravel().astype(np.float64)
+            batch = np.asarray(
+                self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)
+            ).ravel()
+            table = self._training_conditions(self.condition_keys)
+            table["_library"] = np.maximum(library, 1.0)
+            table["_batch"] = batch.astype(np.int64)
+            self._reference_table = table.reset_index(drop=True)
+        return self._reference_table
+
+    def _guidance_scales(
+        self, guidance_scale, space: ConditionSpace, keys: Sequence[str]
+    ) -> dict[str, float]:
+        def check(name, value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, Real)
+                or not np.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(
+                    f"Guidance scale for {name!r} must be a non-negative finite number, "
+                    f"got {value!r}."
+                )
+            return float(value)
+
+        if isinstance(guidance_scale, Mapping):
+            scales = {k: DEFAULT_GUIDANCE_SCALE for k in keys}
+            for name, value in guidance_scale.items():
+                scales[space.resolve_key(name)] = check(name, value)
+            return scales
+        return {k: check("all conditions", guidance_scale) for k in keys}
+
+    @torch.inference_mode(False)
+    def generate(
+        self,
+        n: int | None = None,
+        cell_type: str | None = None,
+        tissue: str | None = None,
+        conditions: Mapping[str, object] | pd.DataFrame | None = None,
+        *,
+        interpolate: Mapping[str, tuple[str, str]] | None = None,
+        n_points: int = 11,
+        start_time: int = 600,
+        guidance_scale: float | Mapping[str, float] = DEFAULT_GUIDANCE_SCALE,
+        sampler: Literal["ddim", "ddpm"] = DEFAULT_SAMPLER,
+        n_steps: int = DEFAULT_N_STEPS,
+        output: Literal["counts", "normalized"] = "counts",
+        batch_size: int = 2048,
+        seed: int | None = None,
+        progress_bar: bool = True,
+    ) -> ad.AnnData:
+        """Generate synthetic cells.
+
+        Conditions not requested are drawn, cell by cell, from training cells that share the
+        requested ones (so ``generate(n)`` follows the training composition), and every
+        registered condition guides the sampler. Each generated cell takes its library size
+        (and batch) from such a training cell, so counts come at the observed depth.
+
+        Parameters
+        ----------
+        n
+            Number of cells. Default: one per row of a ``conditions`` DataFrame, otherwise 1000.
+        cell_type
+            Cell type to generate (needs ``cell_type_key`` at setup).
+        tissue
+            Tissue to generate (needs ``tissue_key`` at setup).
+        conditions
+            A dict from obs column (or role name ``cell_type``/``tissue``) to a value or one
+            value per cell, or a DataFrame with one row per cell to generate (row order kept).
+            Obs columns of the training AnnData that were not registered are accepted too: a
+            guidance classifier is then trained for them on demand (with a warning).
+        interpolate
+            ``{condition: (source, target)}``: Gradient Interpolation. Real training cells of
+            ``source`` are encoded, noised to ``start_time`` and denoised with guidance weight
+            ``1 - w`` toward ``source`` and ``w`` toward ``target``, for ``w`` on ``n_points``
+            values from 0 to 1. ``obs['interpolation_weight']`` holds ``w``.
+        n_points
+            Number of interpolation weights.
+        start_time
+            Timestep to which the source cells are noised for interpolation.
+        guidance_scale
+            Classifier guidance scale: one number for all conditions, or a dict per condition
+            (unlisted ones keep the default). 0 disables guidance.
+        sampler
+            ``"ddim"`` (deterministic, fast) or ``"ddpm"`` (ancestral; with
+            ``n_steps=1000`` the paper's sampler).
+        n_steps
+            Number of sampler steps (at most ``T``).
+        output
+            ``"counts"``: negative binomial counts (sparse). ``"normalized"``: expected
+            expression normalised to 10,000 counts per cell (dense, not log-transformed).
+        batch_size
+            Cells sampled at once.
+        seed
+            Random seed; the same seed gives the same cells, also after save/load.
+        progress_bar
+            Show a progress bar.
+
+        Returns
+        -------
+        AnnData with the training ``var_names``; ``obs`` with one categorical column per
+        registered condition (training categories); the generated VAE latents in
+        ``obsm['X_latent']``; the generation parameters in ``uns['scdiffusion']``.
+        """
+        self._check_trained()
+        if sampler not in SAMPLERS:
+            raise ValueError(f"Unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}.")
+        if output not in OUTPUTS:
+            raise ValueError(f"Unknown output {output!r}; choose one of {list(OUTPUTS)}.")
+        n_timesteps = self.module.schedule.n_timesteps
+        n_steps = _positive_int("n_steps", n_steps, allow_none=False)
+        if n_steps > n_timesteps:
+            raise ValueError(f"`n_steps` must be at most T={n_timesteps}, got {n_steps}.")
+        batch_size = _positive_int("batch_size", batch_size, allow_none=False)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral)):
+            raise TypeError(f"`seed` must be an integer or None, got {seed!r}.")
+
+        space = self._condition_space()
+        requested = parse_requests(
+            space, n, {"cell_type": cell_type, "tissue": tissue}, conditions
+        )
+        interpolation = self._parse_interpolation(
+            interpolate, space, requested, n_points, start_time
+        )
+        rng = np.random.default_rng(seed)
+        reference = self._reference()
+        registered = self.condition_keys
+        extra_keys = [k for k in requested.columns if k not in registered]
+        training = reference[registered].copy()
+        for key in extra_keys:
+            training[key] = pd.Categorical(
+                self.adata.obs[key].to_numpy(), categories=space.extra[key]
+            )
+
+        x_start = None
+        if interpolation is None:
+            ref_idx = draw_reference_cells(requested, training, rng)
+            timesteps = self.module.schedule.sampling_timesteps(n_steps)
+            weights_w = None
+        else:
+            key, source, target, grid, start = interpolation
+            n_cells = requested.shape[0]
+            weights_w = grid[(np.arange(n_cells) * len(grid)) // n_cells]
+            fixed = requested.drop(columns=[key])
+            start_idx = draw_reference_cells(
+                fixed.assign(
+                    **{
+                        key: pd.Categorical(
+                            [source] * n_cells, categories=space.categories_of(key)
+                        )
+                    }
+                ),
+                training,
+                rng,
+            )
+            target_idx = draw_reference_cells(
+                fixed.assign(
+                    **{
+                        key: pd.Categorical(
+                            [target] * n_cells, categories=space.categories_of(key)
+                        )
+                    }
+                ),
+                training,
+                rng,
+            )
+            ref_idx = np.where(rng.random(n_cells) < weights_w, target_idx, start_idx)
+            unique, inverse = np.unique(start_idx, return_inverse=True)
+            latents = self.get_latent_representation(indices=unique, batch_size=4096)[inverse]
+            x_start = self.module.diffusion.standardize(torch.as_tensor(latents).to(self.device))
+            timesteps = self.module.schedule.sampling_timesteps(n_steps, start_time=start)
+
+        # complete assignment: requested values, the rest from the reference cells
+        assignment = pd.DataFrame(index=pd.RangeIndex(requested.shape[0]))
+        for key in [*registered, *extra_keys]:
+            if key in requested.columns:
+                assignment[key] = requested[key].to_numpy()
+            else:
+                assignment[key] = training[key].to_numpy()[ref_idx]
+            assignment[key] = pd.Categorical(assignment[key], categories=space.categories_of(key))
+
+        classifiers, weight_matrices, keys_guided = [], [], []
+        for i, key in enumerate(registered):
+            classifiers.append(self.module.guidance.classifiers[i])
+            keys_guided.append(key)
+        for key in extra_keys:
+            if key not in self._auxiliary_guidance:
+                module = self._train_auxiliary_classifier(key, space.extra[key])
+                self._auxiliary_guidance[key] = (module, space.extra[key])
+            classifiers.append(self._auxiliary_guidance[key][0].classifiers[0])
+            keys_guided.append(key)
+        for key in keys_guided:
+            codes = assignment[key].cat.codes.to_numpy()
+            matrix = np.zeros((len(codes), len(space.categories_of(key))), dtype=np.float32)
+            if interpolation is not None and key == interpolation[0]:
+                categories = space.categories_of(key)
+                matrix[:, categories.get_loc(interpolation[1])] = 1.0 - weights_w
+                matrix[:, categories.get_loc(interpolation[2])] += weights_w
+            else:
+                matrix[np.arange(len(codes)), codes] = 1.0
+            weight_matrices.append(matrix)
+        scales = self._guidance_scales(guidance_scale, space, keys_guided)
+
+        z, values = self._sample(
+            n_cells=assignment.shape[0],
+            timesteps=timesteps,
+            sampler=sampler,
+            classifiers=classifiers,
+            weight_matrices=weight_matrices,
+            scales=[scales[k] for k in keys_guided],
+            library=reference["_library"].to_numpy()[ref_idx],
+            batch_index=reference["_batch"].to_numpy()[ref_idx],
+            output=output,
+            batch_size=batch_size,
+            seed=seed,
+            x_start=x_start,
+            progress_bar=progress_bar,
+        )
+
+        obs = assignment.copy()
+        batch_key = self._setup_args.get("batch_key")
+        if batch_key is not None:
+            batch_categories = self.adata_manager.get_state_registry(
+                REGISTRY_KEYS.BATCH_KEY
+            ).categorical_mapping
+            obs[batch_key] = pd.Categorical.from_codes(
+                reference["_batch"].to_numpy()[ref_idx], categories=batch_categories
+            )
+        params = {
+            "sampler": sampler,
+            "n_steps": len(timesteps),
+            "guidance_scale": {k: float(v) for k, v in scales.items()},
+            "output": output,
+            "library_size": "drawn from training cells with the same conditions",
+        }
+        if seed is not None:
+            params["seed"] = int(seed)
+        if interpolation is not None:
+            key, source, target, grid, start = interpolation
+            obs[key] = pd.Categorical([None] * obs.shape[0], categories=space.categories_of(key))
+            obs[INTERPOLATION_WEIGHT_KEY] = weights_w.astype(np.float64)
+            obs["interpolation_source"] = pd.Categorical([source] * obs.shape[0])
+            obs["interpolation_target"] = pd.Categorical([target] * obs.shape[0])
+            params["interpolation"] = {
+                "condition": key,
+                "source": str(source),
+                "target": str(target),
+                "n_points": len(grid),
+                "start_time": int(start),
+            }
+        obs.index = pd.Index([f"synthetic_{i}" for i in range(obs.shape[0])])
+        var = pd.DataFrame(index=self.adata.var_names.copy())
+        result = ad.AnnData(X=values, obs=obs, var=var)
+        result.obsm[LATENT_OBSM_KEY] = z
+        result.uns[PARAMS_UNS_KEY] = params
+        return result
+
+    def _parse_interpolation(self, interpolate, space, requested, n_points, start_time):
+        if interpolate is None:
+            return None
+        if not isinstance(interpolate, Mapping) or len(interpolate) != 1:
+            raise ValueError(
+                "`interpolate` must be a dict with one condition, e.g. "
+                "{'cell_type': ('CD34+', 'CD14+ Monocyte')}."
+            )
+        ((name, pair),) = interpolate.items()
+        key = space.resolve_key(name)
+        if key not in space.categories:
+            raise ValueError(
+                f"Interpolation needs a registered condition; {key!r} is not one. Registered: "
+                f"{list(space.categories)}."
+            )
+        if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise ValueError(
+                f"`interpolate[{name!r}]` must be a (source, target) pair, got {pair!r}."
+            )
+        if key in requested.columns:
+            raise ValueError(
+                f"{key!r} is both interpolated and fixed in `conditions`; give it once."
+            )
+        source, target = (space.validate_values(key, [v])[0] for v in pair)
+        n_points = _positive_int("n_points", n_points, allow_none=False)
+        if n_points < 2:
+            raise ValueError(f"`n_points` must be at least 2, got {n_points}.")
+        if isinstance(start_time, bool) or not isinstance(start_time, Integral):
+            raise TypeError(f"`start_time` must be an integer, got {start_time!r}.")
+        n_timesteps = self.module.schedule.n_timesteps
+        if not 0 < start_time < n_timesteps:
+            raise ValueError(f"`start_time` must be in [1, {n_timesteps - 1}], got {start_time}.")
+        return key, source, target, np.linspace(0.0, 1.0, n_points), int(start_time)
+
+    def _sample(
+        self,
+        n_cells,
+        timesteps,
+        sampler,
+        classifiers,
+        weight_matrices,
+        scales,
+        library,
+        batch_index,
+        output,
+        batch_size,
+        seed,
+        x_start,
+        progress_bar,
+    ):
+        """Run the sampler batch by batch and decode; returns latents and the expression matrix."""
+        module = self.module
+        module.eval()
+        for clf in classifiers:
+            clf.eval()
+        device = self.device
+        schedule = module.schedule
+        diffusion = module.diffusion
+        n_latent = module.n_latent
+        latents, blocks = [], []
+        n_batches = math.ceil(n_cells / batch_size)
+        with (
+            _seeded(seed, device),
+            tqdm(
+                total=n_batches * len(timesteps),
+                desc="Generating",
+                unit="step",
+                disable=not progress_bar,
+                leave=False,
+            ) as bar,
+        ):
+            for start in range(0, n_cells, batch_size):
+                stop = min(start + batch_size, n_cells)
+                rows = slice(start, stop)
+                if x_start is None:
+                    x = torch.randn(stop - start, n_latent, device=device)
+                else:
+                    t0 = torch.full((stop - start,), timesteps[0], device=device, dtype=torch.long)
+                    x = schedule.q_sample(x_start[rows], t0)
+                guidance = ClassifierGuidance(
+                    classifiers,
+                    [torch.as_tensor(w[rows], device=device) for w in weight_matrices],
+                    scales,
+                    module.guidance.horizon,
+                )
+                x = run_sampler(
+                    sampler,
+                    diffusion.denoiser,
+                    schedule,
+                    x,
+                    timesteps,
+                    guidance,
+                    callback=lambda: bar.update(1),
+                )
+                z = diffusion.unstandardize(x)
+                px = module.decode(
+                    z,
+                    torch.as_tensor(library[rows], dtype=torch.float32, device=device),
+                    torch.as_tensor(batch_index[rows], device=device),
+                )
+                if output == "counts":
+                    block = px.sample().cpu().numpy().astype(np.float32)
+                    blocks.append(sparse.csr_matrix(block))
+                else:
+                    blocks.append(
+                        (px.scale * NORMALIZED_TARGET_SUM).cpu().numpy().astype(np.float32)
+                    )
+                latents.append(z.detach().cpu().numpy())
+        values = sparse.vstack(blocks, format="csr") if output == "counts" else np.vstack(blocks)
+        return np.vstack(latents).astype(np.float32), values
+
+    # ------------------------------------------------------------------ saving
+
+    @classmethod
+    def load(cls, dir_path: str, adata: ad.AnnData | None = None, *args, **kwargs):
+        """Load a saved model; ``adata`` must have the training genes, in the same order.
+
+        See :meth:`scvi.model.base.BaseModelClass.load` for the parameters.
+        """
+        if adata is not None:
+            _, var_names, _, _ = _load_saved_files(
+                dir_path, load_adata=False, prefix=kwargs.get("prefix"), map_location="cpu"
+            )
+            given = np.asarray(adata.var_names.astype(str))
+            if not np.array_equal(np.asarray(var_names).astype(str), given):
+                saved = pd.Index(np.asarray(var_names).astype(str))
+                missing = saved.difference(given)
+                extra = pd.Index(given).difference(saved)
+                raise ValueError(
+                    f"The AnnData's genes differ from the {len(saved)} genes the model was "
+                    f"trained on ({len(missing)} missing, e.g. {list(missing[:5])}; {len(extra)} "
+                    f"unexpected, e.g. {list(extra[:5])}; or a different order). Subset and order "
+                    "it as `adata[:, model_var_names]`."
+                )
+        return super().load(dir_path, adata, *args, **kwargs)

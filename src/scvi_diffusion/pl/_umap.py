@@ -1,0 +1,59 @@
+"""Joint UMAP of real and synthetic cells."""
+
+from __future__ import annotations
+
+import anndata as ad
+import matplotlib.pyplot as plt
+import numpy as np
+import scanpy as sc
+
+from ..metrics._basic import shared_space
+
+
+def umap_real_vs_synthetic(
+    real: ad.AnnData,
+    synthetic: ad.AnnData,
+    color: str | None = None,
+    save: str | None = None,
+    n_neighbors: int = 15,
+    random_state: int = 0,
+):
+    """UMAP of real and synthetic cells in one embedding, by source and by a condition.
+
+    Both sets are projected into a PCA fit on the real cells
+    (:func:`~scvi_diffusion.metrics.shared_space`), then embedded together.
+
+    Parameters
+    ----------
+    real, synthetic
+        AnnData with counts and the same genes.
+    color
+        Obs column (in both) for the second panel, for example ``"cell_type"``.
+    save
+        Path of a PNG to write.
+    n_neighbors
+        Neighbours of the kNN graph.
+    random_state
+        Seed of UMAP.
+
+    Returns
+    -------
+    The matplotlib figure.
+    """
+    space = shared_space(real, synthetic)
+    joint = ad.concat(
+        {"real": real[:, []].copy(), "synthetic": synthetic[:, []].copy()},
+        label="source",
+        index_unique="-",
+    )
+    joint.obsm["X_pca"] = np.vstack([space.real_pca, space.synthetic_pca])
+    sc.pp.neighbors(joint, n_neighbors=n_neighbors, use_rep="X_pca", random_state=random_state)
+    sc.tl.umap(joint, random_state=random_state)
+    panels = ["source"] + ([color] if color is not None else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
+    for ax, key in zip(axes[0], panels, strict=True):
+        sc.pl.umap(joint, color=key, ax=ax, show=False, title=f"real and synthetic: {key}")
+    fig.tight_layout()
+    if save is not None:
+        fig.savefig(save, dpi=120, bbox_inches="tight")
+    return fig

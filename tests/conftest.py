@@ -1,0 +1,53 @@
+import warnings
+
+import numpy as np
+import pytest
+import scvi
+
+import scvi_diffusion
+from scvi_diffusion import ScDiffusion
+
+warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
+
+QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "logger": None}
+
+
+def quiet_train(model, **kwargs):
+    """Train with a small budget and no progress output."""
+    model.train(enable_progress_bar=False, enable_model_summary=False, **kwargs)
+    return model
+
+
+@pytest.fixture
+def pbmc():
+    return scvi_diffusion.data.pbmc68k()
+
+
+def _with_extra_columns(adata):
+    rng = np.random.default_rng(0)
+    adata.obs["tissue"] = rng.choice(["blood", "marrow"], size=adata.n_obs)
+    adata.obs["tissue"] = adata.obs["tissue"].astype("category")
+    adata.obs["batch"] = rng.choice(["b1", "b2"], size=adata.n_obs)
+    return adata
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """Cell type + tissue + batch; a few epochs: for API behaviour, not fidelity."""
+    scvi.settings.seed = 0
+    adata = _with_extra_columns(scvi_diffusion.data.pbmc68k())
+    ScDiffusion.setup_anndata(
+        adata, cell_type_key="cell_type", tissue_key="tissue", batch_key="batch"
+    )
+    model = ScDiffusion(adata, n_latent=6)
+    return quiet_train(model, max_epochs=3)
+
+
+@pytest.fixture(scope="session")
+def trained_model():
+    """Cell type only, with a reduced but real budget: for fidelity checks."""
+    scvi.settings.seed = 0
+    adata = scvi_diffusion.data.pbmc68k()
+    ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
+    model = ScDiffusion(adata)
+    return quiet_train(model, vae_epochs=200, diffusion_epochs=600, classifier_epochs=200)
