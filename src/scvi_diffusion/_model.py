@@ -198,8 +198,6 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             training cell with the same conditions.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        if condition_keys is not None and isinstance(condition_keys, str):
-            condition_keys = [condition_keys]
         keys = cls._condition_keys_from_args(cell_type_key, tissue_key, condition_keys)
         if not kwargs.get("source_registry"):
             validate_counts(adata, layer)
@@ -228,6 +226,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
     @staticmethod
     def _condition_keys_from_args(cell_type_key, tissue_key, condition_keys) -> list[str]:
         keys = [k for k in (cell_type_key, tissue_key) if k is not None]
+        if isinstance(condition_keys, str):
+            condition_keys = [condition_keys]
         for key in condition_keys or []:
             if key not in keys:
                 keys.append(key)
@@ -284,6 +284,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         logger.info(f"ScDiffusion training stage '{stage}': {max_epochs} epochs.")
         self.is_trained_ = False
         self.history_ = None
+        # scvi-tools' runner leaves the module in eval mode after a stage; Lightning keeps it so
+        training_plan.module.train()
         runner = self._train_runner_cls(
             self,
             training_plan=training_plan,
@@ -644,7 +646,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             key, source, target, grid, start = interpolation
             n_cells = requested.shape[0]
             weights_w = grid[(np.arange(n_cells) * len(grid)) // n_cells]
-            fixed = requested.drop(columns=[key])
+            fixed = requested
             start_idx = draw_reference_cells(
                 fixed.assign(
                     **{
