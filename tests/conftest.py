@@ -45,9 +45,9 @@ def tiny_model():
 
 @pytest.fixture(scope="session")
 def trained_model():
-    """Cell type only, with a reduced but real budget: for fidelity checks."""
+    """Cell type only, with the default training budget: for fidelity checks."""
     scvi.settings.seed = 0
     adata = scvi_diffusion.data.pbmc68k()
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
     model = ScDiffusion(adata)
-    return quiet_train(model, vae_epochs=200, diffusion_epochs=600, classifier_epochs=200)
+    return quiet_train(model)

@@ -150,7 +150,11 @@ def test_unseen_combination_warns(tiny_model):
         ({"conditions": {"cell_type": ["CD19+ B", None]}}, ValueError, "missing values"),
         ({"interpolate": {"cell_type": ("CD34+",)}}, ValueError, "pair"),
         ({"interpolate": {"cell_type": ("CD34+", "Neuron")}}, ValueError, "Unknown value"),
-        ({"interpolate": {"cell_type": ("CD34+", "CD19+ B")}, "n_points": 1}, ValueError, "n_points"),
+        (
+            {"interpolate": {"cell_type": ("CD34+", "CD19+ B")}, "n_points": 1},
+            ValueError,
+            "n_points",
+        ),
     ],
 )
 def test_bad_generate_arguments(tiny_model, kwargs, error, message):

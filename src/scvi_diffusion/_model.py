@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
@@ -41,7 +42,7 @@ from ._validation import validate_counts
 
 logger = logging.getLogger("scvi").getChild("diffusion")
 
-DEFAULT_GUIDANCE_SCALE = 2.0
+DEFAULT_GUIDANCE_SCALE = 4.0
 DEFAULT_SAMPLER = "ddim"
 DEFAULT_N_STEPS = 50
 OUTPUTS = ("counts", "normalized")
@@ -163,6 +164,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         self.init_params_ = self._get_init_params(locals())
         self._auxiliary_guidance: dict[str, tuple[ConditionClassifiersModule, pd.Index]] = {}
         self._reference_table: pd.DataFrame | None = None
+        self.stage_seconds_: dict[str, float] = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -282,6 +284,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
     ):
         """Train one stage with scvi-tools' runner; return its history under the stage prefix."""
         logger.info(f"ScDiffusion training stage '{stage}': {max_epochs} epochs.")
+        started = time.perf_counter()
         self.is_trained_ = False
         self.history_ = None
         # scvi-tools' runner leaves the module in eval mode after a stage; Lightning keeps it so
@@ -294,6 +297,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             **runner_kwargs,
         )
         runner()
+        self.stage_seconds_ = {**self.stage_seconds_, stage: time.perf_counter() - started}
         return {f"{stage}_{key}": value for key, value in (self.history_ or {}).items()}
 
     def _latent_data_manager(self, latents: np.ndarray, obs: pd.DataFrame) -> AnnDataManager:
