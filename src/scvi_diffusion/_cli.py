@@ -40,6 +40,7 @@ def _demo(args: argparse.Namespace) -> int:
     summary = {
         "n_cells": int(synthetic.n_obs),
         "train_seconds": round(train_seconds, 1),
+        "train_seconds_per_stage": {k: round(v, 1) for k, v in model.stage_seconds_.items()},
         "generate_seconds": round(generate_seconds, 2),
         "conditional_accuracy_synthetic": metrics.conditional_accuracy(
             adata, synthetic, "cell_type", space=space
@@ -57,7 +58,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     print("\nFidelity summary (synthetic cells vs the real training cells)")
     print(f"  cells generated                      {summary['n_cells']}")
-    print(f"  training time                        {summary['train_seconds']} s")
+    print(
+        f"  training time                        {summary['train_seconds']} s "
+        f"{summary['train_seconds_per_stage']}"
+    )
     print(f"  generation time                      {summary['generate_seconds']} s")
     print(
         "  conditional accuracy (macro)         "

@@ -315,13 +315,9 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         return manager
 
     def _training_conditions(self, keys: Sequence[str]) -> pd.DataFrame:
+        """Registered conditions of the training cells, with the training categories."""
         return pd.DataFrame(
-            {
-                k: pd.Categorical(
-                    self.adata.obs[k], categories=self._condition_space().categories_of(k)
-                )
-                for k in keys
-            },
+            {k: pd.Categorical(self.adata.obs[k], categories=self._categories(k)) for k in keys},
             index=self.adata.obs_names,
         )
 
