@@ -6,6 +6,7 @@ import scvi
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
+from scvi_diffusion.metrics import stratified_split
 
 warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
 
@@ -44,10 +45,16 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
-def trained_model():
-    """Cell type only, with the default training budget: for fidelity checks."""
+def pbmc_split():
+    """The fidelity protocol's split: 70% training cells, 30% held out, by cell type."""
+    return stratified_split(scvi_diffusion.data.pbmc68k(), "cell_type", random_state=0)
+
+
+@pytest.fixture(scope="session")
+def trained_model(pbmc_split):
+    """Cell type only, default training budget, on the 70% split: for fidelity checks."""
     scvi.settings.seed = 0
-    adata = scvi_diffusion.data.pbmc68k()
+    adata = pbmc_split[0].copy()
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
     model = ScDiffusion(adata)
     return quiet_train(model)

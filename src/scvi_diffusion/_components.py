@@ -65,9 +65,10 @@ def default_hidden_dims(n_input: int, width: int | None = None) -> tuple[int, in
     """Widths of the denoiser's three levels, scaled to the latent size.
 
     The paper's denoiser on its 128-d latent uses widths of roughly 16, 8 and 4 times the
-    input; for the small latents of a VAE we keep a floor so the network stays expressive.
+    input; for the small latents of a VAE we keep a floor so the network stays expressive, and
+    a ceiling of 1024 keeps large latents trainable in minutes on a CPU.
     """
-    width = width if width is not None else max(256, 16 * n_input)
+    width = width if width is not None else min(1024, max(256, 16 * n_input))
     return (width, max(width // 2, n_input), max(width // 4, n_input))
 
 
@@ -98,18 +99,20 @@ class SkipMLPDenoiser(nn.Module):
         h0, h1, h2 = (
             tuple(hidden_dims) if hidden_dims is not None else default_hidden_dims(n_input)
         )
-        self.time_embedding = SinusoidalTimeEmbedding(h0)
+        # a time embedding wider than 256 adds parameters to every block but no information
+        n_time = min(h0, 256)
+        self.time_embedding = SinusoidalTimeEmbedding(n_time)
         self.down = nn.ModuleList(
             [
-                TimeConditionedBlock(n_input, h0, h0, dropout_rate),
-                TimeConditionedBlock(h0, h1, h0, dropout_rate),
-                TimeConditionedBlock(h1, h2, h0, dropout_rate),
+                TimeConditionedBlock(n_input, h0, n_time, dropout_rate),
+                TimeConditionedBlock(h0, h1, n_time, dropout_rate),
+                TimeConditionedBlock(h1, h2, n_time, dropout_rate),
             ]
         )
         self.up = nn.ModuleList(
             [
-                TimeConditionedBlock(h2, h1, h0, dropout_rate),
-                TimeConditionedBlock(h1, h0, h0, dropout_rate),
+                TimeConditionedBlock(h2, h1, n_time, dropout_rate),
+                TimeConditionedBlock(h1, h0, n_time, dropout_rate),
             ]
         )
         self.head = nn.Sequential(

@@ -36,15 +36,20 @@ from ._constants import (
     condition_registry_key,
 )
 from ._diffusion import SAMPLERS, ClassifierGuidance, run_sampler
-from ._module import ConditionClassifiersModule, ScDiffusionModule
+from ._module import AUTOENCODERS, ConditionClassifiersModule, ScDiffusionModule
 from ._trainingplans import LatentStageTrainingPlan
 from ._validation import validate_counts
 
 logger = logging.getLogger("scvi").getChild("diffusion")
 
 DEFAULT_GUIDANCE_SCALE = 4.0
-DEFAULT_SAMPLER = "ddim"
-DEFAULT_N_STEPS = 50
+DEFAULT_GENE_LIKELIHOOD = "poisson"
+GENE_LIKELIHOODS = ("poisson", "nb", "zinb")
+DISPERSIONS = ("gene", "gene-batch", "gene-cell")
+DEFAULT_N_LATENT = {"scvi": 10, "mlp": 128}
+# the paper's setup samples with its own ancestral DDPM over all T steps
+DEFAULT_SAMPLER = {"scvi": "ddim", "mlp": "ddpm"}
+DEFAULT_DDIM_STEPS = 50
 OUTPUTS = ("counts", "normalized")
 NORMALIZED_TARGET_SUM = 1e4
 
@@ -75,7 +80,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
     """Generate realistic single cells with latent diffusion and classifier guidance.
 
     A reimplementation of scDiffusion :cite:p:`Luo2024`: scVI's variational autoencoder
-    (negative binomial likelihood on raw counts) maps cells to a latent space, a DDPM learns the
+    (Poisson likelihood on raw counts by default) maps cells to a latent space, a DDPM learns the
     distribution of the standardised latents, and one classifier per registered condition,
     trained on noisy latents, steers generation toward the requested conditions.
 
@@ -84,7 +89,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
     adata
         AnnData registered with :meth:`~scvi_diffusion.ScDiffusion.setup_anndata`.
     n_latent
-        Dimensionality of the VAE latent space, where diffusion runs.
+        Dimensionality of the latent space, where diffusion runs. Default: 10 with scVI's
+        VAE, 128 with the paper's MLP autoencoder.
     n_hidden
         Hidden units of the VAE's encoder and decoder.
     n_layers
@@ -100,6 +106,21 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         Diffusion steps ``T`` of the linear noise schedule.
     beta_start, beta_end
         First and last beta of the linear noise schedule.
+    autoencoder
+        ``"scvi"`` (default): scVI's VAE on raw counts.
+        ``"mlp"``: the scDiffusion paper's original design, a deterministic MLP autoencoder on
+        normalize_total + log1p expression (L2-normalised 128-d latent, MSE loss), sampled by
+        default with the paper's 1000-step ancestral DDPM; its counts are Poisson draws at the
+        library size of a training cell. ``n_hidden``, ``n_layers``, ``dropout_rate`` and the
+        batch key apply to ``"scvi"`` only.
+    gene_likelihood
+        Count likelihood of scVI's decoder, which generated counts are drawn from. Poisson is
+        the default: with it the latent carries all biological variation, and counts drawn
+        from it are as hard to tell from held-out real cells as other real cells are; negative
+        binomial samples are over-dispersed and easily spotted (``docs/benchmarks.md``).
+    dispersion
+        Negative binomial dispersion: per gene, per gene and batch, or per gene and cell
+        (decoded from the latent).
 
     Examples
     --------
@@ -120,7 +141,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
     def __init__(
         self,
         adata: ad.AnnData,
-        n_latent: int = 10,
+        n_latent: int | None = None,
         n_hidden: int = 128,
         n_layers: int = 1,
         dropout_rate: float = 0.1,
@@ -129,9 +150,26 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         n_timesteps: int = 1000,
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
+        autoencoder: Literal["scvi", "mlp"] = "scvi",
+        gene_likelihood: Literal["poisson", "nb", "zinb"] = DEFAULT_GENE_LIKELIHOOD,
+        dispersion: Literal["gene", "gene-batch", "gene-cell"] = "gene",
     ):
         super().__init__(adata)
-        _positive_int("n_latent", n_latent, allow_none=False)
+        for name, value, valid in (
+            ("autoencoder", autoencoder, AUTOENCODERS),
+            ("gene_likelihood", gene_likelihood, GENE_LIKELIHOODS),
+            ("dispersion", dispersion, DISPERSIONS),
+        ):
+            if value not in valid:
+                raise ValueError(f"Unknown {name} {value!r}; choose one of {list(valid)}.")
+        n_latent = _positive_int("n_latent", n_latent) or DEFAULT_N_LATENT[autoencoder]
+        if autoencoder == "mlp" and self.summary_stats.n_batch > 1:
+            warnings.warn(
+                "The 'mlp' autoencoder ignores the registered batch key; generated cells still "
+                "take the batch label of a training cell.",
+                UserWarning,
+                stacklevel=2,
+            )
         keys = self.condition_keys
         denoiser_dims = (
             None
@@ -147,6 +185,9 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             n_batch=self.summary_stats.n_batch,
             n_classes=[len(self._categories(k)) for k in keys],
             condition_registry_keys=[condition_registry_key(k) for k in keys],
+            autoencoder=autoencoder,
+            gene_likelihood=gene_likelihood,
+            dispersion=dispersion,
             n_latent=n_latent,
             n_hidden=n_hidden,
             n_layers=n_layers,
@@ -157,9 +198,13 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             beta_start=beta_start,
             beta_end=beta_end,
         )
+        described = {
+            "scvi": f"scVI autoencoder ({gene_likelihood} likelihood)",
+            "mlp": "MLP autoencoder on log-normalised expression (scDiffusion paper)",
+        }[autoencoder]
         self._model_summary_string = (
-            f"ScDiffusion: scVI autoencoder (n_latent={n_latent}, NB likelihood) + latent DDPM "
-            f"(T={n_timesteps}) + classifier guidance on {keys or 'no conditions'}."
+            f"ScDiffusion: {described}, n_latent={n_latent} + latent DDPM (T={n_timesteps}) + "
+            f"classifier guidance on {keys or 'no conditions'}."
         )
         self.init_params_ = self._get_init_params(locals())
         self._auxiliary_guidance: dict[str, tuple[ConditionClassifiersModule, pd.Index]] = {}
@@ -411,7 +456,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         splitter = self._data_splitter_cls(
             self.adata_manager, batch_size=batch_size, **split_kwargs
         )
-        plan = self._training_plan_cls(self.module.vae, **(vae_plan_kwargs or {}))
+        plan = self._training_plan_cls(self.module.autoencoder, **(vae_plan_kwargs or {}))
         history.update(self._run_stage("vae", plan, splitter, epochs["vae"], **runner_kwargs))
 
         latents = torch.as_tensor(self.get_latent_representation(batch_size=4096))
@@ -547,8 +592,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         n_points: int = 11,
         start_time: int = 600,
         guidance_scale: float | Mapping[str, float] = DEFAULT_GUIDANCE_SCALE,
-        sampler: Literal["ddim", "ddpm"] = DEFAULT_SAMPLER,
-        n_steps: int = DEFAULT_N_STEPS,
+        sampler: Literal["ddim", "ddpm"] | None = None,
+        n_steps: int | None = None,
         output: Literal["counts", "normalized"] = "counts",
         batch_size: int = 2048,
         seed: int | None = None,
@@ -588,12 +633,15 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             (unlisted ones keep the default). 0 disables guidance.
         sampler
             ``"ddim"`` (deterministic, fast) or ``"ddpm"`` (ancestral; with
-            ``n_steps=1000`` the paper's sampler).
+            ``n_steps=1000`` the paper's sampler). Default: ``"ddim"``, or ``"ddpm"`` with
+            ``autoencoder="mlp"``.
         n_steps
-            Number of sampler steps (at most ``T``).
+            Number of sampler steps (at most ``T``). Default: 50 for ``"ddim"``, ``T`` for
+            ``"ddpm"``.
         output
-            ``"counts"``: negative binomial counts (sparse). ``"normalized"``: expected
-            expression normalised to 10,000 counts per cell (dense, not log-transformed).
+            ``"counts"``: counts drawn from the decoder's likelihood (sparse).
+            ``"normalized"``: expected expression normalised to 10,000 counts per cell (dense,
+            not log-transformed).
         batch_size
             Cells sampled at once.
         seed
@@ -608,11 +656,15 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         ``obsm['X_latent']``; the generation parameters in ``uns['scdiffusion']``.
         """
         self._check_trained()
+        if sampler is None:
+            sampler = DEFAULT_SAMPLER[self.module.autoencoder_kind]
         if sampler not in SAMPLERS:
             raise ValueError(f"Unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}.")
+        n_timesteps = self.module.schedule.n_timesteps
+        if n_steps is None:
+            n_steps = n_timesteps if sampler == "ddpm" else DEFAULT_DDIM_STEPS
         if output not in OUTPUTS:
             raise ValueError(f"Unknown output {output!r}; choose one of {list(OUTPUTS)}.")
-        n_timesteps = self.module.schedule.n_timesteps
         n_steps = _positive_int("n_steps", n_steps, allow_none=False)
         if n_steps > n_timesteps:
             raise ValueError(f"`n_steps` must be at most T={n_timesteps}, got {n_steps}.")
@@ -855,17 +907,17 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                     callback=lambda: bar.update(1),
                 )
                 z = diffusion.unstandardize(x)
-                px = module.decode(
+                counts, fractions = module.decode(
                     z,
                     torch.as_tensor(library[rows], dtype=torch.float32, device=device),
                     torch.as_tensor(batch_index[rows], device=device),
                 )
                 if output == "counts":
-                    block = px.sample().cpu().numpy().astype(np.float32)
+                    block = counts.sample().cpu().numpy().astype(np.float32)
                     blocks.append(sparse.csr_matrix(block))
                 else:
                     blocks.append(
-                        (px.scale * NORMALIZED_TARGET_SUM).cpu().numpy().astype(np.float32)
+                        (fractions * NORMALIZED_TARGET_SUM).cpu().numpy().astype(np.float32)
                     )
                 latents.append(z.detach().cpu().numpy())
         values = sparse.vstack(blocks, format="csr") if output == "counts" else np.vstack(blocks)

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import scanpy as sc
 
-from ..metrics._basic import shared_space
+from ..metrics import shared_space
 
 
 def umap_real_vs_synthetic(

@@ -1,0 +1,102 @@
+"""Checks on raw counts: zeros, library sizes and the mean-variance relationship."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+from scipy import stats
+
+from ._expression import _pearson
+from ._space import SharedSpace, shared_space
+
+
+def _zero_fraction_checks(real: np.ndarray, synthetic: np.ndarray) -> dict[str, float]:
+    real_genes = (real == 0).mean(axis=0)
+    synthetic_genes = (synthetic == 0).mean(axis=0)
+    return {
+        "zero_fraction_gene_corr": _pearson(real_genes, synthetic_genes),
+        "zero_fraction_gene_mae": float(np.abs(real_genes - synthetic_genes).mean()),
+        "zero_fraction_cell_ks": float(
+            stats.ks_2samp((real == 0).mean(axis=1), (synthetic == 0).mean(axis=1)).statistic
+        ),
+    }
+
+
+def _library_checks(real: np.ndarray, synthetic: np.ndarray) -> dict[str, float]:
+    real_log = np.log10(1 + real)
+    synthetic_log = np.log10(1 + synthetic)
+    return {
+        "library_size_ks": float(stats.ks_2samp(real_log, synthetic_log).statistic),
+        "library_size_w1": float(stats.wasserstein_distance(real_log, synthetic_log)),
+    }
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    if x.size < 2 or np.ptp(x) == 0:
+        return float("nan")
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def _mean_variance_checks(real: np.ndarray, synthetic: np.ndarray) -> dict[str, float]:
+    nan = float("nan")
+    if real.shape[0] < 2 or synthetic.shape[0] < 2:
+        return dict.fromkeys(
+            ("mean_variance_slope_real", "mean_variance_slope_synthetic", "dispersion_mae"), nan
+        )
+    real_mean, synthetic_mean = real.mean(axis=0), synthetic.mean(axis=0)
+    real_var, synthetic_var = real.var(axis=0, ddof=1), synthetic.var(axis=0, ddof=1)
+    # Logs need positive means and variances in both sets.
+    keep = (real_mean > 0) & (synthetic_mean > 0) & (real_var > 0) & (synthetic_var > 0)
+    log_real_mean, log_real_var = np.log10(real_mean[keep]), np.log10(real_var[keep])
+    log_synthetic_mean = np.log10(synthetic_mean[keep])
+    log_synthetic_var = np.log10(synthetic_var[keep])
+    dispersion_gap = (log_real_var - log_real_mean) - (log_synthetic_var - log_synthetic_mean)
+    return {
+        "mean_variance_slope_real": _slope(log_real_mean, log_real_var),
+        "mean_variance_slope_synthetic": _slope(log_synthetic_mean, log_synthetic_var),
+        "dispersion_mae": float(np.abs(dispersion_gap).mean()) if keep.any() else nan,
+    }
+
+
+def _count_checks(space: SharedSpace) -> dict[str, float]:
+    return {
+        **_zero_fraction_checks(space.real_counts, space.synthetic_counts),
+        **_library_checks(space.real_library, space.synthetic_library),
+        **_mean_variance_checks(space.real_counts, space.synthetic_counts),
+    }
+
+
+def count_checks(
+    real: ad.AnnData, synthetic: ad.AnnData, space: SharedSpace | None = None
+) -> dict[str, float]:
+    """Compare raw-count properties of real and synthetic cells on the shared genes.
+
+    Parameters
+    ----------
+    real, synthetic
+        AnnData with raw counts.
+    space
+        A precomputed :func:`shared_space`; its genes (the selected highly variable genes) are
+        the ones compared, library sizes are totals over all genes.
+
+    Returns
+    -------
+    A dict with
+
+    - ``zero_fraction_gene_corr``, ``zero_fraction_gene_mae``: Pearson correlation and mean
+      absolute difference of the per-gene fractions of zeros;
+    - ``zero_fraction_cell_ks``: KS statistic between the per-cell fractions of zeros;
+    - ``library_size_ks``, ``library_size_w1``: KS statistic and 1-D Wasserstein distance
+      between the ``log10(1 + library size)`` distributions;
+    - ``mean_variance_slope_real``, ``mean_variance_slope_synthetic``: least-squares slope of
+      log10 variance on log10 mean over genes with positive mean and variance in both sets;
+    - ``dispersion_mae``: mean absolute difference of log10(variance / mean) over those genes.
+    """
+    if space is None:
+        space = shared_space(real, synthetic)
+    if space.n_real < 1 or space.n_synthetic < 1:
+        raise ValueError(
+            f"Count checks need cells on both sides, got {space.n_real} real and "
+            f"{space.n_synthetic} synthetic."
+        )
+    return _count_checks(space)
