@@ -33,7 +33,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_generate.py
 
-# held-out fidelity vs scVI and the paper's setup, 3 seeds (about 30 minutes on 2 CPU cores)
+# held-out fidelity vs scVI and the paper's setup, 3 seeds (30-40 minutes on 2 CPU cores)
 bench-fidelity: $(STAMP)
 	$(BIN)/python benchmarks/fidelity.py --out benchmarks/results
 
