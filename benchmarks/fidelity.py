@@ -139,9 +139,6 @@ def run(seeds, out: Path) -> pd.DataFrame:
                     has = metric in overall.index
                     record[metric] = overall.loc[metric, "synthetic"] if has else np.nan
                     record[f"{metric}_floor"] = overall.loc[metric, "floor"] if has else np.nan
-                if not conditional:
-                    # the floor's accuracy is a property of the data; keep it for the table
-                    record["conditional_accuracy_floor"] = np.nan
                 rows.append(record)
                 print(
                     f"{name} seed={seed} {generator}: train {train_seconds:.0f}s, "

@@ -83,8 +83,9 @@ class MLPAutoencoder(BaseModuleClass):
         The encoder is deterministic; ``qz`` is a point mass (a Normal of negligible scale) so
         that scvi-tools' latent utilities work unchanged.
         """
-        z = F.normalize(self.encoder(self.log_normalize(x)), dim=-1)
-        return {"z": z, "qz": Normal(z, torch.full_like(z, 1e-8))}
+        log_x = self.log_normalize(x)
+        z = F.normalize(self.encoder(log_x), dim=-1)
+        return {"z": z, "qz": Normal(z, torch.full_like(z, 1e-8)), "log_x": log_x}
 
     def _get_generative_input(self, tensors, inference_outputs, **kwargs):
         return {"z": inference_outputs["z"]}
@@ -96,7 +97,8 @@ class MLPAutoencoder(BaseModuleClass):
 
     def loss(self, tensors, inference_outputs, generative_outputs, **kwargs) -> LossOutput:
         """Mean squared error on log-normalised expression (``kl_weight`` is ignored)."""
-        target = self.log_normalize(tensors[REGISTRY_KEYS.X_KEY].to(inference_outputs["z"]))
+        # the inference already normalised the same counts
+        target = inference_outputs["log_x"]
         per_cell = F.mse_loss(generative_outputs["log_expression"], target, reduction="none").mean(
             -1
         )
