@@ -37,7 +37,7 @@ from ._constants import (
 )
 from ._diffusion import SAMPLERS, ClassifierGuidance, run_sampler
 from ._module import AUTOENCODERS, ConditionClassifiersModule, ScDiffusionModule
-from ._trainingplans import LatentStageTrainingPlan
+from ._trainingplans import LatentStageTrainingPlan, denoiser_weight_averaging
 from ._validation import validate_counts
 
 logger = logging.getLogger("scvi").getChild("diffusion")
@@ -50,6 +50,10 @@ DEFAULT_N_LATENT = {"scvi": 10, "mlp": 128}
 # the paper's setup samples with its own ancestral DDPM over all T steps
 DEFAULT_SAMPLER = {"scvi": "ddim", "mlp": "ddpm"}
 DEFAULT_DDIM_STEPS = 50
+DEFAULT_EMA_DECAY = 0.999
+# optimiser steps of the latent stages (and the epoch caps that bound them on tiny data)
+DIFFUSION_STEPS, DIFFUSION_EPOCH_CAP = 12_000, 10_000
+CLASSIFIER_STEPS, CLASSIFIER_EPOCH_CAP = 3_000, 500
 OUTPUTS = ("counts", "normalized")
 NORMALIZED_TARGET_SUM = 1e4
 
@@ -385,6 +389,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         validation_size: float | None = None,
         batch_size: int = 128,
         latent_batch_size: int = 256,
+        ema_decay: float | None = DEFAULT_EMA_DECAY,
         vae_plan_kwargs: dict | None = None,
         diffusion_plan_kwargs: dict | None = None,
         classifier_plan_kwargs: dict | None = None,
@@ -405,7 +410,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             Epochs of the VAE. Default: scvi-tools' heuristic (400 up to 20,000 cells, fewer
             beyond).
         diffusion_epochs
-            Epochs of the denoiser. Default: about 12,000 optimiser steps, at most 2,000
+            Epochs of the denoiser. Default: about 12,000 optimiser steps, at most 10,000
             epochs.
         classifier_epochs
             Epochs of the guidance classifiers. Default: about 3,000 optimiser steps, at most
@@ -421,6 +426,10 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             Minibatch size of the VAE stage.
         latent_batch_size
             Minibatch size of the latent stages.
+        ema_decay
+            Decay of the exponential moving average of the denoiser's weights; the averaged
+            weights are the ones kept, as is usual for diffusion models. ``None`` keeps the
+            last weights instead.
         vae_plan_kwargs, diffusion_plan_kwargs, classifier_plan_kwargs
             Keyword arguments for each stage's :class:`~scvi.train.TrainingPlan`.
         datasplitter_kwargs
@@ -434,6 +443,12 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         classifier_epochs = _positive_int("classifier_epochs", classifier_epochs)
         batch_size = _positive_int("batch_size", batch_size, allow_none=False)
         latent_batch_size = _positive_int("latent_batch_size", latent_batch_size, allow_none=False)
+        if ema_decay is not None and (
+            isinstance(ema_decay, bool)
+            or not isinstance(ema_decay, Real)
+            or not 0.0 < ema_decay < 1.0
+        ):
+            raise ValueError(f"`ema_decay` must be in (0, 1) or None, got {ema_decay!r}.")
         n_obs = self.adata.n_obs
 
         def capped(epochs: int) -> int:
@@ -442,12 +457,21 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         epochs = {
             "vae": capped(vae_epochs or get_max_epochs_heuristic(n_obs)),
             "diffusion": capped(
-                diffusion_epochs or self._latent_epochs(n_obs, latent_batch_size, 12_000, 2_000)
+                diffusion_epochs
+                or self._latent_epochs(
+                    n_obs, latent_batch_size, DIFFUSION_STEPS, DIFFUSION_EPOCH_CAP
+                )
             ),
             "classifier": capped(
-                classifier_epochs or self._latent_epochs(n_obs, latent_batch_size, 3_000, 500)
+                classifier_epochs
+                or self._latent_epochs(
+                    n_obs, latent_batch_size, CLASSIFIER_STEPS, CLASSIFIER_EPOCH_CAP
+                )
             ),
         }
+        # scvi-tools' Trainer appends its own callbacks to the list it gets: one fresh list
+        # per stage keeps the user's list untouched
+        callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
         runner_kwargs = {"accelerator": accelerator, "devices": devices, **trainer_kwargs}
         split_kwargs = {"train_size": train_size, "validation_size": validation_size}
         split_kwargs.update(datasplitter_kwargs or {})
@@ -457,7 +481,11 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             self.adata_manager, batch_size=batch_size, **split_kwargs
         )
         plan = self._training_plan_cls(self.module.autoencoder, **(vae_plan_kwargs or {}))
-        history.update(self._run_stage("vae", plan, splitter, epochs["vae"], **runner_kwargs))
+        history.update(
+            self._run_stage(
+                "vae", plan, splitter, epochs["vae"], callbacks=[*callbacks], **runner_kwargs
+            )
+        )
 
         latents = torch.as_tensor(self.get_latent_representation(batch_size=4096))
         self.module.diffusion.set_standardization(latents.to(self.module.diffusion.latent_loc))
@@ -469,8 +497,16 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         plan = self._latent_training_plan_cls(
             self.module.diffusion, **{"lr": 1e-3, **(diffusion_plan_kwargs or {})}
         )
+        ema = [] if ema_decay is None else [denoiser_weight_averaging(ema_decay)]
         history.update(
-            self._run_stage("diffusion", plan, splitter, epochs["diffusion"], **runner_kwargs)
+            self._run_stage(
+                "diffusion",
+                plan,
+                splitter,
+                epochs["diffusion"],
+                callbacks=[*callbacks, *ema],
+                **runner_kwargs,
+            )
         )
 
         if keys:
@@ -482,7 +518,12 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             )
             history.update(
                 self._run_stage(
-                    "classifier", plan, splitter, epochs["classifier"], **runner_kwargs
+                    "classifier",
+                    plan,
+                    splitter,
+                    epochs["classifier"],
+                    callbacks=[*callbacks],
+                    **runner_kwargs,
                 )
             )
         self._auxiliary_guidance = {}
@@ -524,7 +565,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 f"classifier_{key}",
                 plan,
                 splitter,
-                self._latent_epochs(len(keep), 256, 3_000, 500),
+                self._latent_epochs(len(keep), 256, CLASSIFIER_STEPS, CLASSIFIER_EPOCH_CAP),
                 enable_progress_bar=True,
             )
         finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+from lightning.pytorch.callbacks import WeightAveraging
 from scvi.train import TrainingPlan
 
 
@@ -44,3 +46,19 @@ class LatentStageTrainingPlan(TrainingPlan):
     def validation_step(self, batch, batch_idx):
         """One validation step."""
         self._shared_step(batch, "validation")
+
+
+def denoiser_weight_averaging(decay: float) -> WeightAveraging:
+    """Lightning callback that keeps an exponential moving average of the weights.
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so short runs
+    average over their recent steps instead of staying near the initial weights. At the end of
+    training the averaged weights replace the trained ones.
+    """
+
+    def warmed_up_ema(averaged: torch.Tensor, current: torch.Tensor, n_averaged: torch.Tensor):
+        n = float(n_averaged)
+        rate = min(decay, (1.0 + n) / (10.0 + n))
+        return averaged.lerp(current, 1.0 - rate)
+
+    return WeightAveraging(avg_fn=warmed_up_ema)
