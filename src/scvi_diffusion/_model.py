@@ -329,7 +329,13 @@ class ScDiffusion(VAEMixin, BaseModelClass):
     # ---------------------------------------------------------------- training
 
     def _run_stage(
-        self, stage: str, training_plan, data_splitter, max_epochs: int, **runner_kwargs
+        self,
+        stage: str,
+        training_plan,
+        data_splitter,
+        max_epochs: int,
+        callbacks: Sequence = (),
+        **runner_kwargs,
     ):
         """Train one stage with scvi-tools' runner; return its history under the stage prefix."""
         logger.info(f"ScDiffusion training stage '{stage}': {max_epochs} epochs.")
@@ -343,6 +349,9 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             training_plan=training_plan,
             data_splitter=data_splitter,
             max_epochs=max_epochs,
+            # scvi-tools' Trainer appends its own callbacks to the list it gets: a fresh list
+            # per stage keeps the caller's list, and the next stage's, untouched
+            callbacks=list(callbacks),
             **runner_kwargs,
         )
         runner()
@@ -469,9 +478,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 )
             ),
         }
-        # scvi-tools' Trainer appends its own callbacks to the list it gets: one fresh list
-        # per stage keeps the user's list untouched
-        callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
+        callbacks = trainer_kwargs.pop("callbacks", None) or []
         runner_kwargs = {"accelerator": accelerator, "devices": devices, **trainer_kwargs}
         split_kwargs = {"train_size": train_size, "validation_size": validation_size}
         split_kwargs.update(datasplitter_kwargs or {})
@@ -483,7 +490,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         plan = self._training_plan_cls(self.module.autoencoder, **(vae_plan_kwargs or {}))
         history.update(
             self._run_stage(
-                "vae", plan, splitter, epochs["vae"], callbacks=[*callbacks], **runner_kwargs
+                "vae", plan, splitter, epochs["vae"], callbacks=callbacks, **runner_kwargs
             )
         )
 
@@ -522,7 +529,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                     plan,
                     splitter,
                     epochs["classifier"],
-                    callbacks=[*callbacks],
+                    callbacks=callbacks,
                     **runner_kwargs,
                 )
             )
