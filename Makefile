@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test lint format bench bench-fidelity clean
+.PHONY: demo test lint format bench bench-fidelity bench-conditioning tutorials clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,15 @@ bench: $(STAMP)
 # held-out fidelity vs scVI and the paper's setup, 3 seeds (30-40 minutes on 2 CPU cores)
 bench-fidelity: $(STAMP)
 	$(BIN)/python benchmarks/fidelity.py --out benchmarks/results
+
+# classifier vs classifier-free guidance: held-out split, unseen combination, trajectory (~25 min)
+bench-conditioning: $(STAMP)
+	$(BIN)/python benchmarks/conditioning.py --out benchmarks/results
+
+# execute the tutorial notebooks in place (small training budgets, ~10 min on 2 CPU cores)
+tutorials: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[tutorials]"
+	$(BIN)/python benchmarks/run_notebooks.py tutorials/*.ipynb
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

@@ -58,3 +58,26 @@ def trained_model(pbmc_split):
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
     model = ScDiffusion(adata)
     return quiet_train(model)
+
+
+UNSEEN = {"cell_type": "CD19+ B", "tissue": "stimulated"}
+
+
+@pytest.fixture(scope="session")
+def two_factor_split():
+    """Two known factors; every stimulated B cell held out of training."""
+    adata = scvi_diffusion.data.pbmc68k_two_factor()
+    held = (adata.obs["cell_type"] == UNSEEN["cell_type"]) & (
+        adata.obs["tissue"] == UNSEEN["tissue"]
+    )
+    return adata[~held].copy(), adata[held].copy()
+
+
+@pytest.fixture(scope="session")
+def two_factor_model(two_factor_split):
+    """Classifier-free guidance (which composes conditions), cell type and tissue, default
+    training budget, without the unseen combination."""
+    scvi.settings.seed = 0
+    adata = two_factor_split[0].copy()
+    ScDiffusion.setup_anndata(adata, cell_type_key="cell_type", tissue_key="tissue")
+    return quiet_train(ScDiffusion(adata, guidance="classifier_free"))

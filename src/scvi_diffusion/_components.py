@@ -79,6 +79,10 @@ class SkipMLPDenoiser(nn.Module):
     each up block is added to the matching down block's output. The time embedding is injected
     in every block. The output head predicts the noise ``eps``.
 
+    For classifier-free guidance the denoiser also takes one label per condition: each condition
+    has a learned embedding per category plus a null embedding (index ``n_classes[k]``) that
+    stands for "condition not given"; the embeddings are added to the time embedding.
+
     Parameters
     ----------
     n_input
@@ -87,6 +91,9 @@ class SkipMLPDenoiser(nn.Module):
         Widths ``(h0, h1, h2)``; see :func:`default_hidden_dims`.
     dropout_rate
         Dropout in every block.
+    n_classes
+        Categories of each condition the denoiser is conditioned on (none by default: an
+        unconditional denoiser, as classifier guidance uses).
     """
 
     def __init__(
@@ -94,6 +101,7 @@ class SkipMLPDenoiser(nn.Module):
         n_input: int,
         hidden_dims: Sequence[int] | None = None,
         dropout_rate: float = 0.0,
+        n_classes: Sequence[int] = (),
     ):
         super().__init__()
         h0, h1, h2 = (
@@ -102,6 +110,10 @@ class SkipMLPDenoiser(nn.Module):
         # a time embedding wider than 256 adds parameters to every block but no information
         n_time = min(h0, 256)
         self.time_embedding = SinusoidalTimeEmbedding(n_time)
+        self.condition_embeddings = nn.ModuleList([nn.Embedding(k + 1, n_time) for k in n_classes])
+        self.register_buffer(
+            "null_labels", torch.as_tensor(list(n_classes), dtype=torch.long), persistent=False
+        )
         self.down = nn.ModuleList(
             [
                 TimeConditionedBlock(n_input, h0, n_time, dropout_rate),
@@ -119,8 +131,20 @@ class SkipMLPDenoiser(nn.Module):
             nn.Linear(h0, 2 * h1), nn.LayerNorm(2 * h1), nn.SiLU(), nn.Linear(2 * h1, n_input)
         )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Predict the noise in ``x`` at timesteps ``t``.
+
+        ``labels`` is ``(n_cells, n_conditions)``, with ``n_classes[k]`` for "not given";
+        None means no condition is given.
+        """
         emb = self.time_embedding(t)
+        if len(self.condition_embeddings):
+            if labels is None:
+                labels = self.null_labels.expand(x.shape[0], -1)
+            for k, embedding in enumerate(self.condition_embeddings):
+                emb = emb + embedding(labels[:, k])
         skips = []
         h = x
         for block in self.down:

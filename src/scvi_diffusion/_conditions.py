@@ -188,6 +188,7 @@ def draw_reference_cells(
     training: pd.DataFrame,
     rng: np.random.Generator,
     warn_unseen: bool = True,
+    unseen_hint: str = "",
 ) -> np.ndarray:
     """For every requested cell, a training cell with the same conditions.
 
@@ -206,6 +207,8 @@ def draw_reference_cells(
         Random generator.
     warn_unseen
         Warn about unseen combinations.
+    unseen_hint
+        Sentence appended to that warning.
     """
     reference = np.empty(requested.shape[0], dtype=np.int64)
     columns = list(requested.columns)
@@ -234,7 +237,7 @@ def draw_reference_cells(
             warnings.warn(
                 f"No training cell has {described}: this combination is outside the training "
                 "distribution. Generating it by guidance; library sizes are drawn from cells with "
-                f"{matched}.",
+                f"{matched}.{unseen_hint}",
                 UserWarning,
                 stacklevel=3,
             )

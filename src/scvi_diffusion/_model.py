@@ -35,14 +35,22 @@ from ._constants import (
     PARAMS_UNS_KEY,
     condition_registry_key,
 )
-from ._diffusion import SAMPLERS, ClassifierGuidance, run_sampler
-from ._module import AUTOENCODERS, ConditionClassifiersModule, ScDiffusionModule
+from ._diffusion import SAMPLERS, ClassifierFreeGuidance, ClassifierGuidance, run_sampler
+from ._module import (
+    AUTOENCODERS,
+    GUIDANCE_MODES,
+    ConditionClassifiersModule,
+    ScDiffusionModule,
+)
 from ._trainingplans import LatentStageTrainingPlan, denoiser_weight_averaging
 from ._validation import validate_counts
 
 logger = logging.getLogger("scvi").getChild("diffusion")
 
-DEFAULT_GUIDANCE_SCALE = 4.0
+# per guidance mode, chosen from the guidance-strength curves in docs/benchmarks.md
+DEFAULT_GUIDANCE_SCALES = {"classifier": 4.0, "classifier_free": 2.0}
+DEFAULT_GUIDANCE = "classifier"
+DEFAULT_CONDITION_DROPOUT = 0.25
 DEFAULT_GENE_LIKELIHOOD = "poisson"
 GENE_LIKELIHOODS = ("poisson", "nb", "zinb")
 DISPERSIONS = ("gene", "gene-batch", "gene-cell")
@@ -125,6 +133,18 @@ class ScDiffusion(VAEMixin, BaseModelClass):
     dispersion
         Negative binomial dispersion: per gene, per gene and batch, or per gene and cell
         (decoded from the latent).
+    guidance
+        How conditions steer generation.
+        ``"classifier"`` (the paper's): an unconditional denoiser, and one classifier per
+        condition trained on noisy latents whose log-probability gradients are added while
+        sampling.
+        ``"classifier_free"``: the denoiser takes one learned embedding per condition, each
+        replaced by a null embedding with probability ``condition_dropout`` in training; sampling
+        combines the unconditional and the per-condition predictions (compositional guidance,
+        as in CFGen). No classifier stage is trained.
+    condition_dropout
+        Probability of dropping each condition while training a ``"classifier_free"``
+        denoiser.
 
     Examples
     --------
@@ -157,15 +177,26 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         autoencoder: Literal["scvi", "mlp"] = "scvi",
         gene_likelihood: Literal["poisson", "nb", "zinb"] = DEFAULT_GENE_LIKELIHOOD,
         dispersion: Literal["gene", "gene-batch", "gene-cell"] = "gene",
+        guidance: Literal["classifier", "classifier_free"] = DEFAULT_GUIDANCE,
+        condition_dropout: float = DEFAULT_CONDITION_DROPOUT,
     ):
         super().__init__(adata)
         for name, value, valid in (
+            ("guidance", guidance, GUIDANCE_MODES),
             ("autoencoder", autoencoder, AUTOENCODERS),
             ("gene_likelihood", gene_likelihood, GENE_LIKELIHOODS),
             ("dispersion", dispersion, DISPERSIONS),
         ):
             if value not in valid:
                 raise ValueError(f"Unknown {name} {value!r}; choose one of {list(valid)}.")
+        if (
+            isinstance(condition_dropout, bool)
+            or not isinstance(condition_dropout, Real)
+            or not 0.0 < condition_dropout < 1.0
+        ):
+            raise ValueError(
+                f"`condition_dropout` must be a number in (0, 1), got {condition_dropout!r}."
+            )
         n_latent = _positive_int("n_latent", n_latent) or DEFAULT_N_LATENT[autoencoder]
         if autoencoder == "mlp" and self.summary_stats.n_batch > 1:
             warnings.warn(
@@ -201,6 +232,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             n_timesteps=n_timesteps,
             beta_start=beta_start,
             beta_end=beta_end,
+            guidance=guidance,
+            condition_dropout=float(condition_dropout),
         )
         described = {
             "scvi": f"scVI autoencoder ({gene_likelihood} likelihood)",
@@ -208,7 +241,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         }[autoencoder]
         self._model_summary_string = (
             f"ScDiffusion: {described}, n_latent={n_latent} + latent DDPM (T={n_timesteps}) + "
-            f"classifier guidance on {keys or 'no conditions'}."
+            f"{guidance.replace('_', '-')} guidance on {keys or 'no conditions'}."
         )
         self.init_params_ = self._get_init_params(locals())
         self._auxiliary_guidance: dict[str, tuple[ConditionClassifiersModule, pd.Index]] = {}
@@ -283,6 +316,11 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             if key not in keys:
                 keys.append(key)
         return keys
+
+    @property
+    def guidance(self) -> str:
+        """Guidance mode: ``"classifier"`` or ``"classifier_free"``."""
+        return self.module.guidance_mode
 
     @property
     def _setup_args(self) -> dict:
@@ -405,7 +443,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         datasplitter_kwargs: dict | None = None,
         **trainer_kwargs,
     ):
-        """Train the three stages: VAE, latent diffusion, guidance classifiers.
+        """Train the stages: VAE, latent diffusion and, for classifier guidance, the classifiers.
 
         Each stage runs with scvi-tools' :class:`~scvi.train.TrainRunner` and shows its own
         progress bar. ``model.history`` holds every stage's curves, prefixed with ``vae_``,
@@ -422,8 +460,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             Epochs of the denoiser. Default: about 12,000 optimiser steps, at most 10,000
             epochs.
         classifier_epochs
-            Epochs of the guidance classifiers. Default: about 3,000 optimiser steps, at most
-            500 epochs.
+            Epochs of the guidance classifiers (``guidance="classifier"`` only). Default: about
+            3,000 optimiser steps, at most 500 epochs.
         %(param_accelerator)s
         %(param_devices)s
         train_size
@@ -516,7 +554,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             )
         )
 
-        if keys:
+        if keys and self.guidance == "classifier":
             splitter = self._data_splitter_cls(
                 manager, batch_size=latent_batch_size, **split_kwargs
             )
@@ -621,12 +659,20 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 )
             return float(value)
 
+        defaults = {k: self._default_guidance_scale(k) for k in keys}
+        if guidance_scale is None:
+            return defaults
         if isinstance(guidance_scale, Mapping):
-            scales = {k: DEFAULT_GUIDANCE_SCALE for k in keys}
             for name, value in guidance_scale.items():
-                scales[space.resolve_key(name)] = check(name, value)
-            return scales
+                defaults[space.resolve_key(name)] = check(name, value)
+            return defaults
         return {k: check("all conditions", guidance_scale) for k in keys}
+
+    def _default_guidance_scale(self, key: str) -> float:
+        """Default scale of a condition: its guidance mode's (on-demand ones use a classifier)."""
+        if key in self.condition_keys:
+            return DEFAULT_GUIDANCE_SCALES[self.guidance]
+        return DEFAULT_GUIDANCE_SCALES["classifier"]
 
     @torch.inference_mode(False)
     def generate(
@@ -639,7 +685,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         interpolate: Mapping[str, tuple[str, str]] | None = None,
         n_points: int = 11,
         start_time: int = 600,
-        guidance_scale: float | Mapping[str, float] = DEFAULT_GUIDANCE_SCALE,
+        guidance_scale: float | Mapping[str, float] | None = None,
         sampler: Literal["ddim", "ddpm"] | None = None,
         n_steps: int | None = None,
         output: Literal["counts", "normalized"] = "counts",
@@ -677,8 +723,10 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         start_time
             Timestep to which the source cells are noised for interpolation.
         guidance_scale
-            Classifier guidance scale: one number for all conditions, or a dict per condition
-            (unlisted ones keep the default). 0 disables guidance.
+            Guidance scale: one number for all conditions, or a dict per condition (unlisted
+            ones keep the default). 0 disables guidance. Default: 4 with classifier guidance;
+            2 with classifier-free guidance, where 1 is the plain conditional model and larger
+            values sharpen the conditions.
         sampler
             ``"ddim"`` (deterministic, fast) or ``"ddpm"`` (ancestral; with
             ``n_steps=1000`` the paper's sampler). Default: ``"ddim"``, or ``"ddpm"`` with
@@ -739,7 +787,13 @@ class ScDiffusion(VAEMixin, BaseModelClass):
 
         x_start = None
         if interpolation is None:
-            ref_idx = draw_reference_cells(requested, training, rng)
+            hint = (
+                " Classifier-free guidance composes conditions and generates unseen "
+                "combinations more faithfully: ScDiffusion(adata, guidance='classifier_free')."
+                if self.guidance == "classifier"
+                else ""
+            )
+            ref_idx = draw_reference_cells(requested, training, rng, unseen_hint=hint)
             timesteps = self.module.schedule.sampling_timesteps(n_steps)
             weights_w = None
         else:
@@ -784,16 +838,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 assignment[key] = training[key].to_numpy()[ref_idx]
             assignment[key] = pd.Categorical(assignment[key], categories=space.categories_of(key))
 
-        classifiers, weight_matrices, keys_guided = [], [], []
-        for i, key in enumerate(registered):
-            classifiers.append(self.module.guidance.classifiers[i])
-            keys_guided.append(key)
-        for key in extra_keys:
-            if key not in self._auxiliary_guidance:
-                module = self._train_auxiliary_classifier(key, space.extra[key])
-                self._auxiliary_guidance[key] = (module, space.extra[key])
-            classifiers.append(self._auxiliary_guidance[key][0].classifiers[0])
-            keys_guided.append(key)
+        keys_guided = [*registered, *extra_keys]
+        weights = {}
         for key in keys_guided:
             codes = assignment[key].cat.codes.to_numpy()
             matrix = np.zeros((len(codes), len(space.categories_of(key))), dtype=np.float32)
@@ -803,16 +849,32 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 matrix[:, categories.get_loc(interpolation[2])] += weights_w
             else:
                 matrix[np.arange(len(codes)), codes] = 1.0
-            weight_matrices.append(matrix)
+            weights[key] = matrix
         scales = self._guidance_scales(guidance_scale, space, keys_guided)
+
+        # registered conditions guide through the denoiser (classifier-free) or their trained
+        # classifiers; unregistered ones always through a classifier trained on demand
+        free_keys = registered if self.guidance == "classifier_free" else []
+        classifier_keys = [k for k in keys_guided if k not in free_keys]
+        classifiers = []
+        for key in classifier_keys:
+            if key in registered:
+                classifiers.append(self.module.guidance.classifiers[registered.index(key)])
+                continue
+            if key not in self._auxiliary_guidance:
+                module = self._train_auxiliary_classifier(key, space.extra[key])
+                self._auxiliary_guidance[key] = (module, space.extra[key])
+            classifiers.append(self._auxiliary_guidance[key][0].classifiers[0])
 
         z, values = self._sample(
             n_cells=assignment.shape[0],
             timesteps=timesteps,
             sampler=sampler,
-            classifiers=classifiers,
-            weight_matrices=weight_matrices,
-            scales=[scales[k] for k in keys_guided],
+            classifier_terms=[
+                (c, weights[k], scales[k])
+                for c, k in zip(classifiers, classifier_keys, strict=True)
+            ],
+            free_terms=[(weights[k], scales[k]) for k in free_keys],
             library=reference["_library"].to_numpy()[ref_idx],
             batch_index=reference["_batch"].to_numpy()[ref_idx],
             output=output,
@@ -832,6 +894,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 reference["_batch"].to_numpy()[ref_idx], categories=batch_categories
             )
         params = {
+            "guidance": self.guidance,
             "sampler": sampler,
             "n_steps": len(timesteps),
             "guidance_scale": {k: float(v) for k, v in scales.items()},
@@ -899,9 +962,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         n_cells,
         timesteps,
         sampler,
-        classifiers,
-        weight_matrices,
-        scales,
+        classifier_terms,
+        free_terms,
         library,
         batch_index,
         output,
@@ -910,10 +972,15 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         x_start,
         progress_bar,
     ):
-        """Run the sampler batch by batch and decode; returns latents and the expression matrix."""
+        """Run the sampler batch by batch and decode; returns latents and the expression matrix.
+
+        ``classifier_terms`` are ``(classifier, target weights, scale)`` triples for classifier
+        guidance; ``free_terms`` are ``(target weights, scale)`` pairs, one per condition of a
+        classifier-free denoiser.
+        """
         module = self.module
         module.eval()
-        for clf in classifiers:
+        for clf, _, _ in classifier_terms:
             clf.eval()
         device = self.device
         schedule = module.schedule
@@ -940,14 +1007,22 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                     t0 = torch.full((stop - start,), timesteps[0], device=device, dtype=torch.long)
                     x = schedule.q_sample(x_start[rows], t0)
                 guidance = ClassifierGuidance(
-                    classifiers,
-                    [torch.as_tensor(w[rows], device=device) for w in weight_matrices],
-                    scales,
+                    [clf for clf, _, _ in classifier_terms],
+                    [torch.as_tensor(w[rows], device=device) for _, w, _ in classifier_terms],
+                    [scale for _, _, scale in classifier_terms],
                     module.guidance.horizon,
                 )
+                epsilon_fn = diffusion.denoiser
+                if free_terms:
+                    epsilon_fn = ClassifierFreeGuidance(
+                        diffusion.denoiser,
+                        diffusion.denoiser.null_labels,
+                        [torch.as_tensor(w[rows], device=device) for w, _ in free_terms],
+                        [scale for _, scale in free_terms],
+                    )
                 x = run_sampler(
                     sampler,
-                    diffusion.denoiser,
+                    epsilon_fn,
                     schedule,
                     x,
                     timesteps,

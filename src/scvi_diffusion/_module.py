@@ -19,6 +19,9 @@ from ._diffusion import LinearNoiseSchedule
 AUTOENCODERS = ("scvi", "mlp")
 """``"scvi"``: scVI's VAE on counts. ``"mlp"``: the scDiffusion paper's MLP autoencoder."""
 
+GUIDANCE_MODES = ("classifier", "classifier_free")
+"""How conditions steer sampling: noisy-latent classifiers, or a conditional denoiser."""
+
 LOG_NORMALIZED_TARGET_SUM = 1e4
 
 
@@ -121,6 +124,14 @@ class LatentDiffusionModule(BaseModuleClass):
         Linear noise schedule.
     dropout_rate
         Denoiser dropout.
+    n_classes
+        For classifier-free guidance: categories of each condition the denoiser is conditioned
+        on. Empty: an unconditional denoiser.
+    condition_registry_keys
+        Registry key holding each condition's codes, in the order of ``n_classes``.
+    condition_dropout
+        Probability with which each condition is replaced by its null label in training, so
+        the denoiser also learns every partly and fully unconditional prediction.
     """
 
     def __init__(
@@ -131,10 +142,19 @@ class LatentDiffusionModule(BaseModuleClass):
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
         dropout_rate: float = 0.0,
+        n_classes: Sequence[int] = (),
+        condition_registry_keys: Sequence[str] = (),
+        condition_dropout: float = 0.25,
     ):
         super().__init__()
+        if len(n_classes) != len(condition_registry_keys):
+            raise ValueError("Give one registry key per conditioned condition.")
+        if not 0.0 <= condition_dropout <= 1.0:
+            raise ValueError(f"`condition_dropout` must be in [0, 1], got {condition_dropout!r}.")
         self.schedule = LinearNoiseSchedule(n_timesteps, beta_start, beta_end)
-        self.denoiser = SkipMLPDenoiser(n_latent, hidden_dims, dropout_rate)
+        self.denoiser = SkipMLPDenoiser(n_latent, hidden_dims, dropout_rate, n_classes)
+        self.condition_registry_keys = list(condition_registry_keys)
+        self.condition_dropout = condition_dropout
         self.register_buffer("latent_loc", torch.zeros(n_latent))
         self.register_buffer("latent_scale", torch.ones(n_latent))
 
@@ -151,23 +171,47 @@ class LatentDiffusionModule(BaseModuleClass):
         """Map diffusion-space latents back to VAE latents."""
         return x * self.latent_scale + self.latent_loc
 
+    @property
+    def is_conditional(self) -> bool:
+        """Whether the denoiser takes condition labels (classifier-free guidance)."""
+        return bool(self.condition_registry_keys)
+
     def _get_inference_input(self, tensors, **kwargs):
-        return {"x0": tensors[REGISTRY_KEYS.X_KEY]}
+        labels = None
+        if self.is_conditional:
+            labels = torch.cat(
+                [tensors[key].long().view(-1, 1) for key in self.condition_registry_keys], dim=1
+            )
+        return {"x0": tensors[REGISTRY_KEYS.X_KEY], "labels": labels}
 
     @auto_move_data
-    def inference(self, x0: torch.Tensor):
-        """Noise clean latents at uniformly drawn timesteps."""
+    def inference(self, x0: torch.Tensor, labels: torch.Tensor | None = None):
+        """Noise clean latents at uniformly drawn timesteps; drop conditions in training."""
         t = self.schedule.sample_timesteps(x0.shape[0], device=x0.device)
         noise = torch.randn_like(x0)
-        return {"x_t": self.schedule.q_sample(x0, t, noise), "t": t, "noise": noise}
+        if labels is not None and self.training and self.condition_dropout > 0:
+            # each condition is dropped on its own, so every subset of conditions is learned,
+            # which compositional guidance needs
+            dropped = torch.rand(labels.shape, device=labels.device) < self.condition_dropout
+            labels = torch.where(dropped, self.denoiser.null_labels.expand_as(labels), labels)
+        return {
+            "x_t": self.schedule.q_sample(x0, t, noise),
+            "t": t,
+            "noise": noise,
+            "labels": labels,
+        }
 
     def _get_generative_input(self, tensors, inference_outputs, **kwargs):
-        return {"x_t": inference_outputs["x_t"], "t": inference_outputs["t"]}
+        return {
+            "x_t": inference_outputs["x_t"],
+            "t": inference_outputs["t"],
+            "labels": inference_outputs["labels"],
+        }
 
     @auto_move_data
-    def generative(self, x_t: torch.Tensor, t: torch.Tensor):
+    def generative(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None):
         """Predict the noise."""
-        return {"eps": self.denoiser(x_t, t)}
+        return {"eps": self.denoiser(x_t, t, labels)}
 
     def loss(self, tensors, inference_outputs, generative_outputs, **kwargs) -> LossOutput:
         """Mean squared error of the predicted noise."""
@@ -277,6 +321,12 @@ class ScDiffusionModule(BaseModuleClass):
         Guidance classifiers are trained and applied for ``t < guidance_horizon``.
     n_timesteps, beta_start, beta_end
         Linear noise schedule.
+    guidance
+        ``"classifier"``: an unconditional denoiser and one noisy-latent classifier per
+        condition. ``"classifier_free"``: a denoiser that takes the conditions' labels, and no
+        classifiers.
+    condition_dropout
+        Probability of dropping each condition in training (``"classifier_free"`` only).
     """
 
     def __init__(
@@ -298,8 +348,15 @@ class ScDiffusionModule(BaseModuleClass):
         n_timesteps: int = 1000,
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
+        guidance: str = "classifier",
+        condition_dropout: float = 0.25,
     ):
         super().__init__()
+        if guidance not in GUIDANCE_MODES:
+            raise ValueError(
+                f"Unknown guidance {guidance!r}; choose one of {list(GUIDANCE_MODES)}."
+            )
+        self.guidance_mode = guidance
         if autoencoder not in AUTOENCODERS:
             raise ValueError(
                 f"Unknown autoencoder {autoencoder!r}; choose one of {list(AUTOENCODERS)}."
@@ -319,13 +376,23 @@ class ScDiffusionModule(BaseModuleClass):
             )
         else:
             self.autoencoder = MLPAutoencoder(n_input, n_latent)
+        classifier_free = guidance == "classifier_free"
         self.diffusion = LatentDiffusionModule(
-            n_latent, denoiser_hidden_dims, n_timesteps, beta_start, beta_end
+            n_latent,
+            denoiser_hidden_dims,
+            n_timesteps,
+            beta_start,
+            beta_end,
+            n_classes=n_classes if classifier_free else (),
+            condition_registry_keys=condition_registry_keys if classifier_free else (),
+            condition_dropout=condition_dropout,
         )
+        # without classifiers in the classifier-free mode; kept for its horizon and schedule,
+        # which guidance classifiers trained on demand (unregistered columns) share
         self.guidance = ConditionClassifiersModule(
             n_latent,
-            n_classes,
-            condition_registry_keys,
+            () if classifier_free else n_classes,
+            () if classifier_free else condition_registry_keys,
             guidance_horizon,
             classifier_hidden_dims,
             n_timesteps,

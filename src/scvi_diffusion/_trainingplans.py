@@ -57,6 +57,9 @@ def denoiser_weight_averaging(decay: float) -> WeightAveraging:
     """
 
     def warmed_up_ema(averaged: torch.Tensor, current: torch.Tensor, n_averaged: torch.Tensor):
+        if not averaged.is_floating_point():
+            # integer buffers (the null labels of a conditional denoiser) are constants
+            return current
         n = float(n_averaged)
         rate = min(decay, (1.0 + n) / (10.0 + n))
         return averaged.lerp(current, 1.0 - rate)

@@ -14,6 +14,7 @@ from ._expression import mean_expression_correlation, variance_correlation
 from ._mixing import ilisi
 from ._space import SharedSpace, shared_space
 from ._split import matched_sample, stratified_split
+from ._trajectory import trajectory_progress
 
 __all__ = [
     "SharedSpace",
@@ -28,6 +29,7 @@ __all__ = [
     "real_vs_synthetic_auc",
     "shared_space",
     "stratified_split",
+    "trajectory_progress",
     "variance_correlation",
     "wasserstein2",
 ]

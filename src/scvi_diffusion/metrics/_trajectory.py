@@ -1,0 +1,143 @@
+"""Whether a Gradient Interpolation is a trajectory: progress from one state to another."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+from scipy import stats
+
+from ._classifiers import _fit_condition_classifier, _labels
+from ._space import SharedSpace, shared_space
+
+WEIGHT_KEY = "interpolation_weight"
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    finite = np.isfinite(y)
+    if finite.sum() < 3 or np.unique(y[finite]).size < 2:
+        return float("nan")
+    return float(stats.spearmanr(x[finite], y[finite]).statistic)
+
+
+def _pseudotime(space: SharedSpace, root: int, n_neighbors: int) -> np.ndarray:
+    """Diffusion pseudotime of real and synthetic cells together, rooted at a real cell."""
+    joint = ad.AnnData(
+        X=np.zeros((space.n_real + space.n_synthetic, 1), dtype=np.float32),
+        obsm={"X_pca": np.vstack([space.real_pca, space.synthetic_pca]).astype(np.float32)},
+    )
+    sc.pp.neighbors(joint, n_neighbors=n_neighbors, use_rep="X_pca", random_state=0)
+    sc.tl.diffmap(joint, random_state=0)
+    joint.uns["iroot"] = int(root)
+    sc.tl.dpt(joint)
+    return joint.obs["dpt_pseudotime"].to_numpy()
+
+
+def trajectory_progress(
+    real: ad.AnnData,
+    trajectory: ad.AnnData,
+    condition_key: str,
+    source: str | None = None,
+    target: str | None = None,
+    weight_key: str = WEIGHT_KEY,
+    pseudotime: bool = True,
+    n_neighbors: int = 15,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    """How far cells generated along a Gradient Interpolation have moved from source to target.
+
+    In the :func:`shared_space` of the real cells (PCA of log-normalised counts):
+
+    - ``axis_position``: mean projection onto the axis from the real source cells' centroid
+      (0) to the real target cells' centroid (1);
+    - ``source_fraction``/``target_fraction``: fractions that a classifier trained on the real
+      cells' ``condition_key`` assigns to the source and to the target;
+    - ``pseudotime``: mean diffusion pseudotime (scanpy's DPT on real and generated cells
+      together, rooted at the real source cell nearest the source centroid), scaled so that
+      the real target cells' mean is 1.
+
+    Parameters
+    ----------
+    real
+        Real cells with counts and ``obs[condition_key]``, including source and target cells.
+    trajectory
+        Output of ``ScDiffusion.generate(interpolate=...)``.
+    condition_key
+        Obs column of ``real`` with the interpolated condition.
+    source, target
+        The two states. Default: ``trajectory.obs['interpolation_source'/'_target']``.
+    weight_key
+        Obs column of ``trajectory`` with the interpolation weight.
+    pseudotime
+        Compute the diffusion pseudotime.
+    n_neighbors
+        Neighbours of the graph DPT runs on.
+    random_state
+        Seed of the classifier.
+
+    Returns
+    -------
+    One row per interpolation weight with ``n_cells`` and the columns above; ``attrs`` holds
+    the Spearman correlation of each column with the weight (``spearman_axis_position``,
+    ``spearman_target_fraction``, ``spearman_pseudotime``).
+
+    Examples
+    --------
+    >>> traj = model.generate(n=550, interpolate={"cell_type": ("CD34+", "CD14+ Monocyte")})
+    >>> progress = trajectory_progress(adata, traj, "cell_type")  # doctest: +SKIP
+    >>> progress.attrs["spearman_axis_position"]  # doctest: +SKIP
+    """
+    if weight_key not in trajectory.obs:
+        raise ValueError(
+            f"{weight_key!r} is not a column of the trajectory's obs; generate it with "
+            "`model.generate(interpolate={condition: (source, target)})`."
+        )
+    states = {}
+    for name, value in (("source", source), ("target", target)):
+        if value is None:
+            column = f"interpolation_{name}"
+            if column not in trajectory.obs:
+                raise ValueError(f"Give `{name}=`: the trajectory has no obs[{column!r}].")
+            value = str(trajectory.obs[column].iloc[0])
+        states[name] = value
+    labels = _labels(real, condition_key, "real")
+    for name, value in states.items():
+        if not np.any(labels == value):
+            raise ValueError(
+                f"No real cell has {condition_key}={value!r} (the {name}); valid values: "
+                f"{sorted(set(labels))}."
+            )
+    weights = trajectory.obs[weight_key].to_numpy(dtype=np.float64)
+    space = shared_space(real, trajectory)
+    is_source = labels == states["source"]
+    is_target = labels == states["target"]
+    source_centroid = space.real_pca[is_source].mean(0)
+    axis = space.real_pca[is_target].mean(0) - source_centroid
+    position = (space.synthetic_pca - source_centroid) @ axis / (axis @ axis)
+    predicted = _fit_condition_classifier(space.real_pca, labels, random_state).predict(
+        space.synthetic_pca
+    )
+    columns = {
+        "axis_position": position,
+        "source_fraction": (predicted == states["source"]).astype(float),
+        "target_fraction": (predicted == states["target"]).astype(float),
+    }
+    if pseudotime:
+        source_rows = np.flatnonzero(is_source)
+        distances = np.linalg.norm(space.real_pca[source_rows] - source_centroid, axis=1)
+        root = source_rows[np.argmin(distances)]
+        times = _pseudotime(space, root, n_neighbors)
+        target_times = times[: space.n_real][is_target]
+        target_times = target_times[np.isfinite(target_times)]
+        scale = target_times.mean() if target_times.size and target_times.mean() > 0 else 1.0
+        columns["pseudotime"] = times[space.n_real :] / scale
+    frame = pd.DataFrame(columns)
+    frame["weight"] = weights
+    table = frame.groupby("weight").mean()
+    table.insert(0, "n_cells", frame.groupby("weight").size())
+    grid = table.index.to_numpy()
+    for column in table.columns.drop("n_cells"):
+        table.attrs[f"spearman_{column}"] = _spearman(grid, table[column].to_numpy())
+    table.attrs.update(states)
+    return table
