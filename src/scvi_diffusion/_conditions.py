@@ -239,7 +239,8 @@ def draw_reference_cells(
                 "distribution. Generating it by guidance; library sizes are drawn from cells with "
                 f"{matched}.{unseen_hint}",
                 UserWarning,
-                stacklevel=3,
+                # past this function, generate() and its torch.inference_mode decorator
+                stacklevel=4,
             )
         reference[rows] = rng.choice(candidates, size=len(rows), replace=True)
     return reference
