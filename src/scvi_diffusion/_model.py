@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,7 @@ from ._constants import (
     condition_registry_key,
 )
 from ._diffusion import SAMPLERS, ClassifierFreeGuidance, ClassifierGuidance, run_sampler
+from ._io import validate_out, write_h5ad_in_batches
 from ._module import (
     AUTOENCODERS,
     GUIDANCE_MODES,
@@ -692,6 +694,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         batch_size: int = 2048,
         seed: int | None = None,
         progress_bar: bool = True,
+        out: str | os.PathLike | None = None,
     ) -> ad.AnnData:
         """Generate synthetic cells.
 
@@ -744,12 +747,18 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             Random seed; the same seed gives the same cells, also after save/load.
         progress_bar
             Show a progress bar.
+        out
+            Path of an ``.h5ad`` file to stream the cells to: each batch of ``batch_size``
+            cells is written as soon as it is generated, so memory holds one batch, not the
+            whole matrix. The file appears only once complete.
 
         Returns
         -------
         AnnData with the training ``var_names``; ``obs`` with one categorical column per
         registered condition (training categories); the generated VAE latents in
-        ``obsm['X_latent']``; the generation parameters in ``uns['scdiffusion']``.
+        ``obsm['X_latent']``; the generation parameters in ``uns['scdiffusion']``. With
+        ``out``, the AnnData is backed by the file (``X`` stays on disk; load it into memory
+        with ``.to_memory()``).
         """
         self._check_trained()
         if sampler is None:
@@ -767,6 +776,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         batch_size = _positive_int("batch_size", batch_size, allow_none=False)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral)):
             raise TypeError(f"`seed` must be an integer or None, got {seed!r}.")
+        out = validate_out(out)
 
         space = self._condition_space()
         requested = parse_requests(
@@ -866,24 +876,6 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 self._auxiliary_guidance[key] = (module, space.extra[key])
             classifiers.append(self._auxiliary_guidance[key][0].classifiers[0])
 
-        z, values = self._sample(
-            n_cells=assignment.shape[0],
-            timesteps=timesteps,
-            sampler=sampler,
-            classifier_terms=[
-                (c, weights[k], scales[k])
-                for c, k in zip(classifiers, classifier_keys, strict=True)
-            ],
-            free_terms=[(weights[k], scales[k]) for k in free_keys],
-            library=reference["_library"].to_numpy()[ref_idx],
-            batch_index=reference["_batch"].to_numpy()[ref_idx],
-            output=output,
-            batch_size=batch_size,
-            seed=seed,
-            x_start=x_start,
-            progress_bar=progress_bar,
-        )
-
         obs = assignment.copy()
         batch_key = self._setup_args.get("batch_key")
         if batch_key is not None:
@@ -918,8 +910,33 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             }
         obs.index = pd.Index([f"synthetic_{i}" for i in range(obs.shape[0])])
         var = pd.DataFrame(index=self.adata.var_names.copy())
+
+        batches = self._sample_batches(
+            n_cells=assignment.shape[0],
+            timesteps=timesteps,
+            sampler=sampler,
+            classifier_terms=[
+                (c, weights[k], scales[k])
+                for c, k in zip(classifiers, classifier_keys, strict=True)
+            ],
+            free_terms=[(weights[k], scales[k]) for k in free_keys],
+            library=reference["_library"].to_numpy()[ref_idx],
+            batch_index=reference["_batch"].to_numpy()[ref_idx],
+            output=output,
+            batch_size=batch_size,
+            seed=seed,
+            x_start=x_start,
+            progress_bar=progress_bar,
+        )
+        if out is not None:
+            skeleton = ad.AnnData(obs=obs, var=var, uns={PARAMS_UNS_KEY: params})
+            return write_h5ad_in_batches(
+                out, skeleton, batches, LATENT_OBSM_KEY, self.module.n_latent
+            )
+        latents, blocks = zip(*batches, strict=True)
+        values = sparse.vstack(blocks, format="csr") if output == "counts" else np.vstack(blocks)
         result = ad.AnnData(X=values, obs=obs, var=var)
-        result.obsm[LATENT_OBSM_KEY] = z
+        result.obsm[LATENT_OBSM_KEY] = np.vstack(latents)
         result.uns[PARAMS_UNS_KEY] = params
         return result
 
@@ -957,7 +974,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             raise ValueError(f"`start_time` must be in [1, {n_timesteps - 1}], got {start_time}.")
         return key, source, target, np.linspace(0.0, 1.0, n_points), int(start_time)
 
-    def _sample(
+    def _sample_batches(
         self,
         n_cells,
         timesteps,
@@ -972,7 +989,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         x_start,
         progress_bar,
     ):
-        """Run the sampler batch by batch and decode; returns latents and the expression matrix.
+        """Run the sampler batch by batch and decode; yields each batch's latents and values.
 
         ``classifier_terms`` are ``(classifier, target weights, scale)`` triples for classifier
         guidance; ``free_terms`` are ``(target weights, scale)`` pairs, one per condition of a
@@ -986,7 +1003,6 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         schedule = module.schedule
         diffusion = module.diffusion
         n_latent = module.n_latent
-        latents, blocks = [], []
         n_batches = math.ceil(n_cells / batch_size)
         with (
             _seeded(seed, device),
@@ -1037,14 +1053,10 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 )
                 if output == "counts":
                     block = counts.sample().cpu().numpy().astype(np.float32)
-                    blocks.append(sparse.csr_matrix(block))
+                    block = sparse.csr_matrix(block)
                 else:
-                    blocks.append(
-                        (fractions * NORMALIZED_TARGET_SUM).cpu().numpy().astype(np.float32)
-                    )
-                latents.append(z.detach().cpu().numpy())
-        values = sparse.vstack(blocks, format="csr") if output == "counts" else np.vstack(blocks)
-        return np.vstack(latents).astype(np.float32), values
+                    block = (fractions * NORMALIZED_TARGET_SUM).cpu().numpy().astype(np.float32)
+                yield z.detach().cpu().numpy().astype(np.float32), block
 
     # ------------------------------------------------------------------ saving
 
