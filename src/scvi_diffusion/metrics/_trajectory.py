@@ -6,19 +6,20 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
-from scipy import stats
 
 from ._classifiers import _fit_condition_classifier, _labels
+from ._expression import _spearman
 from ._space import SharedSpace, shared_space
 
 WEIGHT_KEY = "interpolation_weight"
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+def _spearman_over_grid(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman over the grid points with a finite value (DPT is inf off the root's graph)."""
     finite = np.isfinite(y)
-    if finite.sum() < 3 or np.unique(y[finite]).size < 2:
+    if finite.sum() < 3:
         return float("nan")
-    return float(stats.spearmanr(x[finite], y[finite]).statistic)
+    return _spearman(x[finite], y[finite])
 
 
 def _pseudotime(space: SharedSpace, root: int, n_neighbors: int) -> np.ndarray:
@@ -138,6 +139,6 @@ def trajectory_progress(
     table.insert(0, "n_cells", frame.groupby("weight").size())
     grid = table.index.to_numpy()
     for column in table.columns.drop("n_cells"):
-        table.attrs[f"spearman_{column}"] = _spearman(grid, table[column].to_numpy())
+        table.attrs[f"spearman_{column}"] = _spearman_over_grid(grid, table[column].to_numpy())
     table.attrs.update(states)
     return table
