@@ -5,7 +5,7 @@
 scanpy ships no other real count data that loads without a download) and every seed:
 
 1. a 70/30 split of the cells, stratified by cell type;
-2. on the 70%, with default settings: ``ScDiffusion`` (scVI autoencoder, DDIM 50 steps),
+2. on the 70%, with default settings: ``ScDiffusion`` (scVI autoencoder, default sampler),
    ``ScDiffusion(autoencoder="mlp")`` (the paper's setup: MLP autoencoder, 1000-step DDPM) and
    scVI (``scvi.model.SCVI``) sampled from its prior, ``z ~ N(0, I)`` decoded with library sizes
    drawn from the training cells;

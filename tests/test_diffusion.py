@@ -11,6 +11,7 @@ from scvi_diffusion._diffusion import (
     LinearNoiseSchedule,
     ddim_sample,
     ddpm_sample,
+    dpmpp_2m_sample,
     run_sampler,
 )
 
@@ -73,6 +74,30 @@ def test_sampling_timesteps(schedule):
         schedule.sampling_timesteps(10, start_time=1000)
 
 
+@pytest.mark.parametrize("start_time", [None, 600])
+def test_log_snr_spacing_is_even_in_lambda(schedule, start_time):
+    steps = schedule.sampling_timesteps(12, start_time=start_time, spacing="log_snr")
+    start = 999 if start_time is None else start_time
+    assert steps[0] == start and steps[-1] == 0 and len(steps) == 12
+    assert all(a > b for a, b in itertools.pairwise(steps))
+    gaps = np.diff(schedule.half_log_snr(torch.tensor(steps)).numpy())
+    # even up to the rounding of timesteps to integers (lambda changes fastest near t = 0)
+    assert gaps.min() > 0 and gaps.max() < 2.5 * np.median(gaps)
+    uniform_gaps = np.diff(schedule.half_log_snr(torch.tensor(schedule.sampling_timesteps(12))))
+    assert uniform_gaps.max() > 5 * np.median(uniform_gaps)
+    with pytest.raises(ValueError, match="spacing"):
+        schedule.sampling_timesteps(12, spacing="cosine")
+
+
+def test_half_log_snr(schedule):
+    t = torch.tensor([0, 500, 999])
+    ab = schedule.alpha_bar(t).double()
+    torch.testing.assert_close(
+        schedule.half_log_snr(t), 0.5 * torch.log(ab / (1 - ab)), rtol=1e-3, atol=1e-4
+    )
+    assert torch.isinf(schedule.half_log_snr(-1))
+
+
 def gaussian_eps(schedule, mu, sigma):
     """Exact noise predictor for data ~ N(mu, sigma^2)."""
 
@@ -83,14 +108,20 @@ def gaussian_eps(schedule, mu, sigma):
     return eps
 
 
-@pytest.mark.parametrize(("sampler", "n_steps"), [(ddim_sample, 50), (ddpm_sample, 1000)])
-def test_samplers_recover_gaussian_data(schedule, sampler, n_steps):
+@pytest.mark.parametrize(
+    ("sampler", "n_steps", "spacing"),
+    [
+        (ddim_sample, 50, "uniform"),
+        (ddpm_sample, 1000, "uniform"),
+        (dpmpp_2m_sample, 15, "log_snr"),
+    ],
+)
+def test_samplers_recover_gaussian_data(schedule, sampler, n_steps, spacing):
     torch.manual_seed(0)
     mu, sigma = 1.5, 0.5
     x = torch.randn(20_000, 1)
-    samples = sampler(
-        gaussian_eps(schedule, mu, sigma), schedule, x, schedule.sampling_timesteps(n_steps)
-    )
+    steps = schedule.sampling_timesteps(n_steps, spacing=spacing)
+    samples = sampler(gaussian_eps(schedule, mu, sigma), schedule, x, steps)
     assert samples.mean().item() == pytest.approx(mu, abs=0.03)
     assert samples.std().item() == pytest.approx(sigma, abs=0.03)
 
@@ -118,7 +149,23 @@ def test_guidance_gradient_is_analytic():
     assert ClassifierGuidance([clf], [target], [0.0], horizon=500)(x, torch.tensor([1, 1])) is None
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_second_order_solver_beats_ddim_at_few_steps(schedule):
+    # same network evaluations: DPM-Solver++(2M) on log-SNR spacing is far closer to the data
+    mu, sigma = 1.5, 0.5
+    errors = {}
+    for name, sampler, spacing in [
+        ("ddim", ddim_sample, "uniform"),
+        ("dpmpp_2m", dpmpp_2m_sample, "log_snr"),
+    ]:
+        torch.manual_seed(0)
+        steps = schedule.sampling_timesteps(10, spacing=spacing)
+        out = sampler(gaussian_eps(schedule, mu, sigma), schedule, torch.randn(20_000, 1), steps)
+        errors[name] = abs(out.std().item() - sigma)
+    assert errors["dpmpp_2m"] < 0.03
+    assert errors["dpmpp_2m"] < errors["ddim"] / 3
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "ddim", "ddpm"])
 def test_guidance_moves_samples_toward_requested_class(schedule, sampler):
     # data N(0, 1); class 1 is "x > 0", class 0 is "x < 0"
     clf = LinearClassifier([[-4.0], [4.0]])

@@ -23,7 +23,7 @@ def check_output(model, syn, n):
         assert isinstance(syn.obs[key].dtype, pd.CategoricalDtype)
         assert list(syn.obs[key].cat.categories) == list(model._categories(key))
     assert syn.obsm["X_latent"].shape == (n, model.module.n_latent)
-    assert syn.uns["scdiffusion"]["sampler"] in ("ddim", "ddpm")
+    assert syn.uns["scdiffusion"]["sampler"] in ("dpmpp_2m", "ddim", "ddpm")
 
 
 def test_role_keywords(tiny_model):
@@ -53,6 +53,13 @@ def test_dict_with_obs_names_and_aliases(tiny_model):
 def test_default_n(tiny_model):
     syn = tiny_model.generate(cell_type="CD34+", **GEN)
     assert syn.n_obs == 1000
+
+
+def test_default_sampler(tiny_model):
+    params = tiny_model.generate(n=5, seed=0, progress_bar=False).uns["scdiffusion"]
+    assert params["sampler"] == "dpmpp_2m" and params["n_steps"] == 20
+    ddim = tiny_model.generate(n=5, sampler="ddim", seed=0, progress_bar=False)
+    assert ddim.uns["scdiffusion"]["n_steps"] == 50
 
 
 def test_dataframe_keeps_row_order(tiny_model):

@@ -45,6 +45,30 @@ class SinusoidalTimeEmbedding(nn.Module):
         return self.mlp(self.sinusoids(t))
 
 
+def distinct_rows(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Distinct rows of integer ``keys`` (timestep and labels of each cell) and where each is.
+
+    While sampling, every cell of a step shares its timestep (and, per guidance pass, its
+    labels), so the embeddings and their projections, most of the networks' work, need only be
+    computed once per distinct row. Returns ``(rows, index)`` with ``rows[index] == keys``;
+    ``index`` is None when ``rows`` is a single row (it broadcasts) or when most rows are
+    distinct, as in training (then ``rows`` is ``keys``).
+    """
+    if keys.shape[0] <= 1 or bool((keys == keys[0]).all()):
+        return keys[:1], None
+    # one integer per row (mixed radix), so a 1-d unique suffices: unique over rows is slow
+    codes = keys[:, 0].long()
+    for column in keys[:, 1:].long().T:
+        codes = codes * (int(column.max()) + 1) + column
+    distinct_codes, index = torch.unique(codes, return_inverse=True)
+    if 2 * distinct_codes.shape[0] > keys.shape[0]:
+        return keys, None
+    first = torch.zeros_like(distinct_codes).scatter_reduce(
+        0, index, torch.arange(keys.shape[0], device=keys.device), "amin", include_self=False
+    )
+    return keys[first], index
+
+
 class TimeConditionedBlock(nn.Module):
     """Linear layer, plus a projection of the time embedding, then LayerNorm and SiLU."""
 
@@ -56,8 +80,15 @@ class TimeConditionedBlock(nn.Module):
         self.activation = nn.SiLU()
         self.dropout = nn.Dropout(dropout_rate) if dropout_rate > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
-        h = self.linear(x) + self.time_projection(time_embedding)
+    def forward(
+        self, x: torch.Tensor, time_embedding: torch.Tensor, index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``time_embedding`` has one row per cell, one row for all, or (with ``index``, the
+        row of each cell) one row per distinct timestep and labels."""
+        projection = self.time_projection(time_embedding)
+        if index is not None:
+            projection = projection[index]
+        h = self.linear(x) + projection
         return self.dropout(self.activation(self.norm(h)))
 
 
@@ -139,20 +170,23 @@ class SkipMLPDenoiser(nn.Module):
         ``labels`` is ``(n_cells, n_conditions)``, with ``n_classes[k]`` for "not given";
         None means no condition is given.
         """
-        emb = self.time_embedding(t)
+        keys = t.view(-1, 1).expand(x.shape[0], 1)
         if len(self.condition_embeddings):
             if labels is None:
                 labels = self.null_labels.expand(x.shape[0], -1)
-            for k, embedding in enumerate(self.condition_embeddings):
-                emb = emb + embedding(labels[:, k])
+            keys = torch.cat([keys, labels.to(keys.dtype)], dim=1)
+        keys, index = distinct_rows(keys)
+        emb = self.time_embedding(keys[:, 0])
+        for k, embedding in enumerate(self.condition_embeddings):
+            emb = emb + embedding(keys[:, k + 1])
         skips = []
         h = x
         for block in self.down:
-            h = block(h, emb)
+            h = block(h, emb, index)
             skips.append(h)
         skips.pop()  # the bottleneck output is not a skip
         for block in self.up:
-            h = block(h, emb) + skips.pop()
+            h = block(h, emb, index) + skips.pop()
         return self.head(h)
 
 
@@ -192,8 +226,9 @@ class NoisyLatentClassifier(nn.Module):
         self.head = nn.Linear(dims[-1], n_classes)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        emb = self.time_embedding(t)
+        times, index = distinct_rows(t.view(-1, 1).expand(x.shape[0], 1))
+        emb = self.time_embedding(times[:, 0])
         h = x
         for block in self.blocks:
-            h = block(h, emb)
+            h = block(h, emb, index)
         return self.head(h)

@@ -43,11 +43,14 @@ def _dense_dataset(group: h5py.Group, name: str, shape: tuple[int, int]) -> h5py
 def write_h5ad_in_batches(
     path: Path,
     skeleton: ad.AnnData,
-    batches: Iterable[tuple[np.ndarray, np.ndarray | sparse.csr_matrix]],
-    latent_key: str,
-    n_latent: int,
+    batches: Iterable[tuple[np.ndarray | None, np.ndarray | sparse.csr_matrix]],
+    latent_key: str | None = None,
+    n_latent: int = 0,
 ) -> ad.AnnData:
     """Write ``skeleton`` (obs, var, uns; no X) and then each batch's rows of X and latents.
+
+    ``batches`` yields ``(latents, values)``; with ``latent_key=None`` the latents are None and
+    only X is written.
 
     The file is written under a temporary name and renamed when complete, so an interrupted
     run never leaves a partial file at ``path``. Returns the AnnData backed by ``path``.
@@ -57,11 +60,14 @@ def write_h5ad_in_batches(
     try:
         skeleton.write_h5ad(partial)
         with h5py.File(partial, "a") as file:
-            latents = _dense_dataset(file["obsm"], latent_key, (n_obs, n_latent))
+            latents = None
+            if latent_key is not None:
+                latents = _dense_dataset(file["obsm"], latent_key, (n_obs, n_latent))
             start = 0
             for z, values in batches:
-                stop = start + z.shape[0]
-                latents[start:stop] = z
+                stop = start + values.shape[0]
+                if latents is not None:
+                    latents[start:stop] = z
                 if sparse.issparse(values):
                     if start == 0:
                         write_elem(file, "X", sparse.csr_matrix(values))
@@ -77,3 +83,13 @@ def write_h5ad_in_batches(
         if partial.exists():
             partial.unlink()
     return ad.read_h5ad(path, backed="r")
+
+
+def row_sums(matrix, chunk: int = 10_000) -> np.ndarray:
+    """float64 row sums of a dense, sparse or backed (on-disk) matrix, read ``chunk`` rows at a
+    time so a backed matrix is never loaded whole."""
+    sums = [
+        np.asarray(matrix[start : start + chunk].sum(axis=1), dtype=np.float64).ravel()
+        for start in range(0, matrix.shape[0], chunk)
+    ]
+    return np.concatenate(sums) if sums else np.zeros(0)

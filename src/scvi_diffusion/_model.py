@@ -22,7 +22,11 @@ from scvi.data import AnnDataManager
 from scvi.data._constants import _SETUP_ARGS_KEY
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.dataloaders import DataSplitter
-from scvi.model._utils import get_max_epochs_heuristic
+from scvi.model._utils import (
+    get_max_epochs_heuristic,
+    parse_device_args,
+    use_distributed_sampler,
+)
 from scvi.model.base import BaseModelClass, VAEMixin
 from scvi.model.base._save_load import _load_saved_files
 from scvi.train import TrainingPlan, TrainRunner
@@ -36,8 +40,15 @@ from ._constants import (
     PARAMS_UNS_KEY,
     condition_registry_key,
 )
-from ._diffusion import SAMPLERS, ClassifierFreeGuidance, ClassifierGuidance, run_sampler
-from ._io import validate_out, write_h5ad_in_batches
+from ._count_sampling import sample_counts, to_csr
+from ._diffusion import (
+    SAMPLER_SPACING,
+    SAMPLERS,
+    ClassifierFreeGuidance,
+    ClassifierGuidance,
+    run_sampler,
+)
+from ._io import row_sums, validate_out, write_h5ad_in_batches
 from ._module import (
     AUTOENCODERS,
     GUIDANCE_MODES,
@@ -58,13 +69,15 @@ GENE_LIKELIHOODS = ("poisson", "nb", "zinb")
 DISPERSIONS = ("gene", "gene-batch", "gene-cell")
 DEFAULT_N_LATENT = {"scvi": 10, "mlp": 128}
 # the paper's setup samples with its own ancestral DDPM over all T steps
-DEFAULT_SAMPLER = {"scvi": "ddim", "mlp": "ddpm"}
-DEFAULT_DDIM_STEPS = 50
+DEFAULT_SAMPLER = {"scvi": "dpmpp_2m", "mlp": "ddpm"}
+# chosen from the fidelity-against-steps curve of benchmarks/speed.py
+DEFAULT_STEPS = {"dpmpp_2m": 20, "ddim": 50}
 DEFAULT_EMA_DECAY = 0.999
 # optimiser steps of the latent stages (and the epoch caps that bound them on tiny data)
 DIFFUSION_STEPS, DIFFUSION_EPOCH_CAP = 12_000, 10_000
 CLASSIFIER_STEPS, CLASSIFIER_EPOCH_CAP = 3_000, 500
 OUTPUTS = ("counts", "normalized")
+ENCODING_VALUES_PER_BATCH = 2**23
 NORMALIZED_TARGET_SUM = 1e4
 
 
@@ -76,6 +89,28 @@ def _positive_int(name: str, value, allow_none: bool = True) -> int | None:
     if value <= 0:
         raise ValueError(f"`{name}` must be a positive integer, got {value}.")
     return int(value)
+
+
+def _n_processes(accelerator, devices, trainer_kwargs: Mapping) -> int:
+    """Number of training processes (devices times nodes) Lightning will run, 1 unless the
+    training is data parallel (a DDP strategy, or several devices)."""
+    strategy = trainer_kwargs.get("strategy")
+    if strategy == "auto":
+        strategy = None
+    if strategy is not None and not use_distributed_sampler(strategy):
+        return 1
+    _, lightning_devices, _ = parse_device_args(
+        accelerator=accelerator, devices=devices, return_device="torch"
+    )
+    if isinstance(lightning_devices, str):
+        lightning_devices = [d for d in lightning_devices.split(",") if d.strip()]
+    n_devices = len(lightning_devices) if isinstance(lightning_devices, Sequence) else 1
+    if isinstance(lightning_devices, int) and lightning_devices > 0:
+        n_devices = lightning_devices
+    n_nodes = int(trainer_kwargs.get("num_nodes", 1))
+    if strategy is None and n_devices * n_nodes == 1:
+        return 1
+    return max(1, n_devices * n_nodes)
 
 
 @contextlib.contextmanager
@@ -419,10 +454,21 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             index=self.adata.obs_names,
         )
 
+    @property
+    def _encoding_batch_size(self) -> int:
+        """Cells encoded at once: each minibatch is densified, so at most ~8M values."""
+        return int(min(4096, max(128, ENCODING_VALUES_PER_BATCH // self.adata.n_vars)))
+
     @staticmethod
-    def _latent_epochs(n_obs: int, batch_size: int, target_steps: int, cap: int) -> int:
-        """Epochs that give about ``target_steps`` optimiser steps, at most ``cap``."""
-        steps_per_epoch = max(1, math.ceil(n_obs / batch_size))
+    def _latent_epochs(
+        n_obs: int, batch_size: int, target_steps: int, cap: int, n_processes: int = 1
+    ) -> int:
+        """Epochs that give about ``target_steps`` optimiser steps, at most ``cap``.
+
+        With data parallel training each of ``n_processes`` sees a share of every epoch, so an
+        epoch has fewer (larger) steps.
+        """
+        steps_per_epoch = max(1, math.ceil(n_obs / (batch_size * n_processes)))
         return int(min(cap, max(1, math.ceil(target_steps / steps_per_epoch))))
 
     def train(
@@ -484,7 +530,16 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         datasplitter_kwargs
             Keyword arguments for :class:`~scvi.dataloaders.DataSplitter`.
         **trainer_kwargs
-            Keyword arguments for :class:`~scvi.train.Trainer`.
+            Keyword arguments for :class:`~scvi.train.Trainer`, such as ``strategy="ddp"``
+            and ``num_nodes`` for distributed data parallel training (several devices or
+            machines; see ``docs/scaling.md``). With several processes, each stage's data
+            loaders shard every epoch between them, and the latent stages keep their number of
+            optimiser steps.
+
+        Notes
+        -----
+        The counts are read minibatch by minibatch: a sparse ``X`` is never densified and a
+        backed (on-disk) AnnData stays on disk.
         """
         max_epochs = _positive_int("max_epochs", max_epochs)
         vae_epochs = _positive_int("vae_epochs", vae_epochs)
@@ -499,6 +554,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         ):
             raise ValueError(f"`ema_decay` must be in (0, 1) or None, got {ema_decay!r}.")
         n_obs = self.adata.n_obs
+        n_processes = _n_processes(accelerator, devices, trainer_kwargs)
 
         def capped(epochs: int) -> int:
             return epochs if max_epochs is None else min(epochs, max_epochs)
@@ -508,19 +564,24 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             "diffusion": capped(
                 diffusion_epochs
                 or self._latent_epochs(
-                    n_obs, latent_batch_size, DIFFUSION_STEPS, DIFFUSION_EPOCH_CAP
+                    n_obs, latent_batch_size, DIFFUSION_STEPS, DIFFUSION_EPOCH_CAP, n_processes
                 )
             ),
             "classifier": capped(
                 classifier_epochs
                 or self._latent_epochs(
-                    n_obs, latent_batch_size, CLASSIFIER_STEPS, CLASSIFIER_EPOCH_CAP
+                    n_obs, latent_batch_size, CLASSIFIER_STEPS, CLASSIFIER_EPOCH_CAP, n_processes
                 )
             ),
         }
         callbacks = trainer_kwargs.pop("callbacks", None) or []
         runner_kwargs = {"accelerator": accelerator, "devices": devices, **trainer_kwargs}
-        split_kwargs = {"train_size": train_size, "validation_size": validation_size}
+        split_kwargs = {
+            "train_size": train_size,
+            "validation_size": validation_size,
+            # each process of data parallel training loads its own share of every epoch
+            "distributed_sampler": n_processes > 1,
+        }
         split_kwargs.update(datasplitter_kwargs or {})
         history = {}
 
@@ -534,7 +595,9 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             )
         )
 
-        latents = torch.as_tensor(self.get_latent_representation(batch_size=4096))
+        latents = torch.as_tensor(
+            self.get_latent_representation(batch_size=self._encoding_batch_size)
+        )
         self.module.diffusion.set_standardization(latents.to(self.module.diffusion.latent_loc))
         standardized = self.module.diffusion.standardize(latents.to(self.device)).cpu().numpy()
         keys = self.condition_keys
@@ -598,7 +661,9 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         module.schedule = guidance.schedule
         labels = pd.Categorical(self.adata.obs[key], categories=categories)
         keep = np.flatnonzero(~pd.isna(labels))
-        latents = torch.as_tensor(self.get_latent_representation(indices=keep, batch_size=4096))
+        latents = torch.as_tensor(
+            self.get_latent_representation(indices=keep, batch_size=self._encoding_batch_size)
+        )
         standardized = self.module.diffusion.standardize(latents.to(self.device)).cpu().numpy()
         obs = pd.DataFrame({key: labels[keep]}, index=self.adata.obs_names[keep])
         manager = self._latent_data_manager(standardized, obs)
@@ -635,7 +700,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         """Library size, batch and registered conditions of every training cell."""
         if self._reference_table is None:
             counts = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-            library = np.asarray(counts.sum(axis=1)).ravel().astype(np.float64)
+            library = row_sums(counts)
             batch = np.asarray(
                 self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)
             ).ravel()
@@ -688,7 +753,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         n_points: int = 11,
         start_time: int = 600,
         guidance_scale: float | Mapping[str, float] | None = None,
-        sampler: Literal["ddim", "ddpm"] | None = None,
+        sampler: Literal["dpmpp_2m", "ddim", "ddpm"] | None = None,
         n_steps: int | None = None,
         output: Literal["counts", "normalized"] = "counts",
         batch_size: int = 2048,
@@ -731,12 +796,14 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             2 with classifier-free guidance, where 1 is the plain conditional model and larger
             values sharpen the conditions.
         sampler
-            ``"ddim"`` (deterministic, fast) or ``"ddpm"`` (ancestral; with
-            ``n_steps=1000`` the paper's sampler). Default: ``"ddim"``, or ``"ddpm"`` with
-            ``autoencoder="mlp"``.
+            ``"dpmpp_2m"`` (DPM-Solver++(2M): deterministic, second order, timesteps evenly
+            spaced in log-SNR), ``"ddim"`` (deterministic, first order) or ``"ddpm"``
+            (ancestral; with ``n_steps=1000`` the paper's sampler). Default: ``"dpmpp_2m"``,
+            or ``"ddpm"`` with ``autoencoder="mlp"``.
         n_steps
-            Number of sampler steps (at most ``T``). Default: 50 for ``"ddim"``, ``T`` for
-            ``"ddpm"``.
+            Number of sampler steps (at most ``T``). Default: 20 for ``"dpmpp_2m"`` (as
+            faithful as the 1000-step DDPM on held-out cells, about 30 times faster; see
+            ``docs/scaling.md``), 50 for ``"ddim"``, ``T`` for ``"ddpm"``.
         output
             ``"counts"``: counts drawn from the decoder's likelihood (sparse).
             ``"normalized"``: expected expression normalised to 10,000 counts per cell (dense,
@@ -767,7 +834,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             raise ValueError(f"Unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}.")
         n_timesteps = self.module.schedule.n_timesteps
         if n_steps is None:
-            n_steps = n_timesteps if sampler == "ddpm" else DEFAULT_DDIM_STEPS
+            n_steps = DEFAULT_STEPS.get(sampler, n_timesteps)
         if output not in OUTPUTS:
             raise ValueError(f"Unknown output {output!r}; choose one of {list(OUTPUTS)}.")
         n_steps = _positive_int("n_steps", n_steps, allow_none=False)
@@ -804,7 +871,9 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 else ""
             )
             ref_idx = draw_reference_cells(requested, training, rng, unseen_hint=hint)
-            timesteps = self.module.schedule.sampling_timesteps(n_steps)
+            timesteps = self.module.schedule.sampling_timesteps(
+                n_steps, spacing=SAMPLER_SPACING[sampler]
+            )
             weights_w = None
         else:
             key, source, target, grid, start = interpolation
@@ -835,9 +904,13 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             )
             ref_idx = np.where(rng.random(n_cells) < weights_w, target_idx, start_idx)
             unique, inverse = np.unique(start_idx, return_inverse=True)
-            latents = self.get_latent_representation(indices=unique, batch_size=4096)[inverse]
+            latents = self.get_latent_representation(
+                indices=unique, batch_size=self._encoding_batch_size
+            )[inverse]
             x_start = self.module.diffusion.standardize(torch.as_tensor(latents).to(self.device))
-            timesteps = self.module.schedule.sampling_timesteps(n_steps, start_time=start)
+            timesteps = self.module.schedule.sampling_timesteps(
+                n_steps, start_time=start, spacing=SAMPLER_SPACING[sampler]
+            )
 
         # complete assignment: requested values, the rest from the reference cells
         assignment = pd.DataFrame(index=pd.RangeIndex(requested.shape[0]))
@@ -1052,8 +1125,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                     torch.as_tensor(batch_index[rows], device=device),
                 )
                 if output == "counts":
-                    block = counts.sample().cpu().numpy().astype(np.float32)
-                    block = sparse.csr_matrix(block)
+                    block = to_csr(sample_counts(counts))
                 else:
                     block = (fractions * NORMALIZED_TARGET_SUM).cpu().numpy().astype(np.float32)
                 yield z.detach().cpu().numpy().astype(np.float32), block

@@ -1,0 +1,117 @@
+"""Larger datasets bootstrapped from the bundled PBMC cells, for speed and memory benchmarks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from numbers import Integral
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from .._io import validate_out, write_h5ad_in_batches
+from ._pbmc import pbmc68k
+
+_CHUNK = 50_000
+
+
+def _positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"`{name}` must be a positive integer, got {value!r}.")
+    if value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value}.")
+    return int(value)
+
+
+def pbmc68k_bootstrap(
+    n_obs: int = 10_000,
+    n_vars: int = 2_000,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+) -> ad.AnnData:
+    """Bootstrapped PBMC counts of any size: real cells resampled, genes extended by copies.
+
+    For benchmarks of speed and memory at atlas scale, where only the size matters. These are
+    **not** new biology: every cell is one of the 700 bundled cells
+    (:func:`~scvi_diffusion.data.pbmc68k`), drawn with replacement, whose counts are redrawn as
+    Poisson variables with the observed counts as means (so repeated cells differ). Beyond the
+    765 measured genes, gene ``j`` copies gene ``j mod 765`` with its mean scaled by a random
+    log-normal factor (named ``{gene}-copy{k}``); fewer than 765 genes keep the first ones.
+
+    Parameters
+    ----------
+    n_obs
+        Number of cells.
+    n_vars
+        Number of genes.
+    seed
+        Random seed.
+    out
+        Path of an ``.h5ad`` file: the counts are written there chunk by chunk (never held in
+        memory whole) and the AnnData returned is backed by the file.
+
+    Returns
+    -------
+    AnnData with integer counts (``float32`` CSR) in ``X``, ``obs['cell_type']`` of the drawn
+    cells, ``obs['source_cell']`` naming it, and ``uns['bootstrap']`` describing the
+    construction.
+
+    Examples
+    --------
+    >>> import scvi_diffusion
+    >>> adata = scvi_diffusion.data.pbmc68k_bootstrap(n_obs=5_000, n_vars=2_000)
+    >>> adata.shape
+    (5000, 2000)
+    """
+    n_obs = _positive("n_obs", n_obs)
+    n_vars = _positive("n_vars", n_vars)
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
+        raise TypeError(f"`seed` must be an integer, got {seed!r}.")
+    path = validate_out(out)
+    source = pbmc68k()
+    rng = np.random.default_rng(seed)
+    n_source_genes = source.n_vars
+    gene_source = np.arange(n_vars) % n_source_genes
+    copy_number = np.arange(n_vars) // n_source_genes
+    scale = np.where(copy_number == 0, 1.0, rng.lognormal(0.0, 0.5, n_vars))
+    names = source.var_names.to_numpy()[gene_source].astype(object)
+    names = np.where(
+        copy_number == 0, names, [f"{g}-copy{k}" for g, k in zip(names, copy_number, strict=True)]
+    )
+    # the expanded gene columns of each source cell, as a CSR matrix of means
+    means = sparse.csr_matrix(source.X[:, gene_source].multiply(scale[None, :]))
+    cells = rng.integers(0, source.n_obs, n_obs)
+    obs = pd.DataFrame(
+        {
+            "cell_type": pd.Categorical.from_codes(
+                source.obs["cell_type"].cat.codes.to_numpy()[cells],
+                categories=source.obs["cell_type"].cat.categories,
+            ),
+            "source_cell": source.obs_names.to_numpy()[cells],
+        },
+        index=pd.Index([f"boot_{i}" for i in range(n_obs)]),
+    )
+    var = pd.DataFrame(index=pd.Index(names, dtype=str))
+    uns = {
+        "bootstrap": {
+            "source": "scvi_diffusion.data.pbmc68k (700 real PBMCs, 765 genes)",
+            "cells": "drawn with replacement; counts redrawn as Poisson(observed count)",
+            "genes": "beyond 765: copies of gene j mod 765, mean scaled by LogNormal(0, 0.5)",
+            "seed": int(seed),
+        }
+    }
+
+    def chunks() -> Iterator[sparse.csr_matrix]:
+        for start in range(0, n_obs, _CHUNK):
+            block = means[cells[start : start + _CHUNK]]
+            counts = rng.poisson(block.data).astype(np.float32)
+            block = sparse.csr_matrix((counts, block.indices, block.indptr), shape=block.shape)
+            block.eliminate_zeros()
+            yield block
+
+    if path is None:
+        return ad.AnnData(X=sparse.vstack(list(chunks()), format="csr"), obs=obs, var=var, uns=uns)
+    skeleton = ad.AnnData(obs=obs, var=var, uns=uns)
+    return write_h5ad_in_batches(path, skeleton, ((None, block) for block in chunks()))
