@@ -453,6 +453,9 @@ def main() -> None:
     parser.add_argument(
         "--add-row", type=Path, help="append a child's JSON result file to the runs and report"
     )
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite speed.md from speed_runs.csv"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -462,7 +465,7 @@ def main() -> None:
         return
     args.cache.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.add_row:
+    if args.add_row or args.report_only:
         args.parts, args.keep_other_parts = [], True
     model_path = args.cache / ("throughput_model_quick" if args.quick else "throughput_model")
     rows = [json.loads(args.add_row.read_text())] if args.add_row else []

@@ -91,6 +91,10 @@ def _positive_int(name: str, value, allow_none: bool = True) -> int | None:
     return int(value)
 
 
+def _n_accelerators() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 1
+
+
 def _n_processes(accelerator, devices, trainer_kwargs: Mapping) -> int:
     """Number of training processes (devices times nodes) Lightning will run, 1 unless the
     training is data parallel (a DDP strategy, or several devices)."""
@@ -105,8 +109,9 @@ def _n_processes(accelerator, devices, trainer_kwargs: Mapping) -> int:
     if isinstance(lightning_devices, str):
         lightning_devices = [d for d in lightning_devices.split(",") if d.strip()]
     n_devices = len(lightning_devices) if isinstance(lightning_devices, Sequence) else 1
-    if isinstance(lightning_devices, int) and lightning_devices > 0:
-        n_devices = lightning_devices
+    if isinstance(lightning_devices, int):
+        # -1: every device of the accelerator
+        n_devices = lightning_devices if lightning_devices > 0 else max(1, _n_accelerators())
     n_nodes = int(trainer_kwargs.get("num_nodes", 1))
     if strategy is None and n_devices * n_nodes == 1:
         return 1
