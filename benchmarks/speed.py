@@ -306,118 +306,145 @@ def exponent(x, y) -> float:
     return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
 
 
+def table_section(title: str, columns: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown heading and table of already formatted cells, then a blank line."""
+    lines = [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return [*lines, *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def exponents_line(label: str, frame: pd.DataFrame, x: str, columns: dict[str, str]) -> str:
+    """Fitted power-law exponents of each named column against column ``x``."""
+    fits = ", ".join(
+        f"{name} {exponent(frame[x], frame[col]):.2f}" for name, col in columns.items()
+    )
+    return f"Fitted exponents over {label}: {fits}."
+
+
 def summarize(runs: pd.DataFrame, header: str) -> str:
     out = [header, ""]
     part = runs[runs["part"] == "samplers"]
     if len(part):
-        out += [
-            "### Samplers: fidelity and speed against steps (same model, held-out PBMC split)",
-            "",
+        floor = (
             "Mean (sd) over generation seeds 0-2; counts output, 765 genes. Floor: "
             f"MMD {part['mmd_floor'].iloc[0]:.3f}, W2 {part['w2_floor'].iloc[0]:.2f}, "
-            f"k-NN AUC {part['knn_auc_floor'].iloc[0]:.3f}.",
-            "",
-            "| sampler | steps | cells/s | MMD | W2 | k-NN AUC | cond. accuracy |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for _, r in part.iterrows():
-            out.append(
-                f"| {r['sampler']} | {r['n_steps']:.0f} | {r['cells_per_second']:,.0f} | "
-                f"{r['mmd']:.4f} ({r['mmd_sd']:.4f}) | {r['w2']:.2f} ({r['w2_sd']:.2f}) | "
-                f"{r['knn_auc']:.3f} ({r['knn_auc_sd']:.3f}) | "
-                f"{r['conditional_accuracy']:.3f} |"
-            )
-        out.append("")
+            f"k-NN AUC {part['knn_auc_floor'].iloc[0]:.3f}."
+        )
+        section = table_section(
+            "Samplers: fidelity and speed against steps (same model, held-out PBMC split)",
+            ["sampler", "steps", "cells/s", "MMD", "W2", "k-NN AUC", "cond. accuracy"],
+            [
+                [
+                    r["sampler"],
+                    f"{r['n_steps']:.0f}",
+                    f"{r['cells_per_second']:,.0f}",
+                    f"{r['mmd']:.4f} ({r['mmd_sd']:.4f})",
+                    f"{r['w2']:.2f} ({r['w2_sd']:.2f})",
+                    f"{r['knn_auc']:.3f} ({r['knn_auc_sd']:.3f})",
+                    f"{r['conditional_accuracy']:.3f}",
+                ]
+                for _, r in part.iterrows()
+            ],
+        )
+        out += [*section[:2], floor, "", *section[2:]]
     part = runs[runs["part"] == "throughput"]
     if len(part):
-        out += [
-            "### Generation throughput at 2,000 genes (bootstrapped PBMC model)",
-            "",
-            "| setting | cells | cells/s |",
-            "|---|---|---|",
-        ]
-        for _, r in part.iterrows():
-            out.append(f"| {r['setting']} | {r['n_cells']:,.0f} | {r['cells_per_second']:,.0f} |")
+        out += table_section(
+            "Generation throughput at 2,000 genes (bootstrapped PBMC model)",
+            ["setting", "cells", "cells/s"],
+            [
+                [r["setting"], f"{r['n_cells']:,.0f}", f"{r['cells_per_second']:,.0f}"]
+                for _, r in part.iterrows()
+            ],
+        )
         default = part[part["setting"] == "default"]["cells_per_second"]
         paper = part[part["setting"] == "ddpm 1000 (paper)"]["cells_per_second"]
         if len(default) and len(paper):
-            out += ["", f"Default vs 1000-step DDPM: {default.iloc[0] / paper.iloc[0]:.0f}x."]
-        out.append("")
+            out += [f"Default vs 1000-step DDPM: {default.iloc[0] / paper.iloc[0]:.0f}x.", ""]
     part = runs[runs["part"] == "profile"]
     if len(part):
-        out += [
-            "### Where the default sampler's time goes (cProfile, own time)",
-            "",
-            "| function | calls | seconds | share |",
-            "|---|---|---|---|",
-        ]
-        for _, r in part.iterrows():
-            out.append(
-                f"| `{r['setting']}` | {r['calls']:.0f} | {r['seconds']:.2f} | {r['share']:.0%} |"
-            )
-        out.append("")
+        out += table_section(
+            "Where the default sampler's time goes (cProfile, own time)",
+            ["function", "calls", "seconds", "share"],
+            [
+                [
+                    f"`{r['setting']}`",
+                    f"{r['calls']:.0f}",
+                    f"{r['seconds']:.2f}",
+                    f"{r['share']:.0%}",
+                ]
+                for _, r in part.iterrows()
+            ],
+        )
     part = runs[runs["part"] == "stream"]
     if len(part):
-        out += [
-            "### Streaming generation to disk (`generate(out=...)`, fresh process)",
-            "",
-            "| cells | genes | seconds | cells/s | peak RSS (GB) | RSS after load (GB) | "
-            "file (GB) |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for _, r in part.iterrows():
-            out.append(
-                f"| {r['n_cells']:,.0f} | {r['n_genes']:,.0f} | {r['seconds']:.0f} | "
-                f"{r['cells_per_second']:,.0f} | {r['peak_rss_gb']:.2f} | "
-                f"{r['rss_after_load_gb']:.2f} | {r['file_gb']:.2f} |"
-            )
-        out.append("")
+        out += table_section(
+            "Streaming generation to disk (`generate(out=...)`, fresh process)",
+            [
+                "cells",
+                "genes",
+                "seconds",
+                "cells/s",
+                "peak RSS (GB)",
+                "RSS after load (GB)",
+                "file (GB)",
+            ],
+            [
+                [
+                    f"{r['n_cells']:,.0f}",
+                    f"{r['n_genes']:,.0f}",
+                    f"{r['seconds']:.0f}",
+                    f"{r['cells_per_second']:,.0f}",
+                    f"{r['peak_rss_gb']:.2f}",
+                    f"{r['rss_after_load_gb']:.2f}",
+                    f"{r['file_gb']:.2f}",
+                ]
+                for _, r in part.iterrows()
+            ],
+        )
     part = runs[runs["part"] == "training"]
     if len(part):
-        out += [
-            "### Training: one epoch per stage, bootstrapped data, fresh process",
-            "",
-            "| cells | genes | storage | VAE s/epoch | diffusion s/epoch | classifier s/epoch | "
-            "encoding s | peak RSS (GB) |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for _, r in part.iterrows():
-            out.append(
-                f"| {r['n_cells']:,.0f} | {r['n_genes']:,.0f} | {r['storage']} | "
-                f"{r['vae_epoch_seconds']:.1f} | "
-                f"{r['diffusion_epoch_seconds']:.1f} | {r['classifier_epoch_seconds']:.1f} | "
-                f"{r['other_seconds']:.1f} | {r['peak_rss_gb']:.2f} |"
-            )
-        out.append("")
-        part = part[part["storage"].str.startswith("backed")]
+        out += table_section(
+            "Training: one epoch per stage, bootstrapped data, fresh process",
+            [
+                "cells",
+                "genes",
+                "storage",
+                "VAE s/epoch",
+                "diffusion s/epoch",
+                "classifier s/epoch",
+                "encoding s",
+                "peak RSS (GB)",
+            ],
+            [
+                [
+                    f"{r['n_cells']:,.0f}",
+                    f"{r['n_genes']:,.0f}",
+                    r["storage"],
+                    f"{r['vae_epoch_seconds']:.1f}",
+                    f"{r['diffusion_epoch_seconds']:.1f}",
+                    f"{r['classifier_epoch_seconds']:.1f}",
+                    f"{r['other_seconds']:.1f}",
+                    f"{r['peak_rss_gb']:.2f}",
+                ]
+                for _, r in part.iterrows()
+            ],
+        )
+        part = part[part["storage"] == "backed"]
         by_cells = part[part["n_genes"] == N_GENES].sort_values("n_cells")
         if len(by_cells) >= 2:
-            out.append(
-                f"Fitted exponents over cells (at {N_GENES:,} genes; time ~ cells^k): "
-                + ", ".join(
-                    f"{name} {exponent(by_cells['n_cells'], by_cells[col]):.2f}"
-                    for name, col in (
-                        ("VAE epoch", "vae_epoch_seconds"),
-                        ("diffusion epoch", "diffusion_epoch_seconds"),
-                        ("classifier epoch", "classifier_epoch_seconds"),
-                        ("peak memory", "peak_rss_gb"),
-                    )
-                )
-                + "."
-            )
+            columns = {
+                "VAE epoch": "vae_epoch_seconds",
+                "diffusion epoch": "diffusion_epoch_seconds",
+                "classifier epoch": "classifier_epoch_seconds",
+                "peak memory": "peak_rss_gb",
+            }
+            label = f"cells (at {N_GENES:,} genes; time ~ cells^k)"
+            out.append(exponents_line(label, by_cells, "n_cells", columns))
         for n_cells, group in part.groupby("n_cells"):
             if group["n_genes"].nunique() >= 2:
-                out.append(
-                    f"Fitted exponents over genes (at {n_cells:,.0f} cells): "
-                    + ", ".join(
-                        f"{name} {exponent(group['n_genes'], group[col]):.2f}"
-                        for name, col in (
-                            ("VAE epoch", "vae_epoch_seconds"),
-                            ("peak memory", "peak_rss_gb"),
-                        )
-                    )
-                    + "."
-                )
+                columns = {"VAE epoch": "vae_epoch_seconds", "peak memory": "peak_rss_gb"}
+                label = f"genes (at {n_cells:,.0f} cells)"
+                out.append(exponents_line(label, group, "n_genes", columns))
         out.append("")
     return "\n".join(out)
 
