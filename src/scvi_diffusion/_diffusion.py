@@ -165,6 +165,24 @@ def _timestep_tensor(t: int, n: int, device) -> torch.Tensor:
     return torch.full((n,), t, dtype=torch.long, device=device)
 
 
+def _guided_prediction(
+    epsilon_fn: EpsilonFn,
+    schedule: LinearNoiseSchedule,
+    x: torch.Tensor,
+    t_vec: torch.Tensor,
+    guidance_fn: GuidanceFn | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise prediction with classifier guidance as the score correction
+    ``eps - sqrt(1 - alpha_bar_t) * grad``, and the ``x0`` it implies."""
+    signal_t, sigma_t = schedule.signal_noise(t_vec, x)
+    with torch.no_grad():
+        eps = epsilon_fn(x, t_vec)
+    grad = guidance_fn(x, t_vec) if guidance_fn is not None else None
+    if grad is not None:
+        eps = eps - sigma_t * grad
+    return eps, (x - sigma_t * eps) / signal_t
+
+
 def ddpm_sample(
     epsilon_fn: EpsilonFn,
     schedule: LinearNoiseSchedule,
@@ -212,14 +230,8 @@ def ddim_sample(
     for i, t in enumerate(timesteps):
         s = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         t_vec = _timestep_tensor(t, x.shape[0], x.device)
-        signal_t, sigma_t = schedule.signal_noise(t_vec, x)
         signal_s, sigma_s = schedule.signal_noise(_timestep_tensor(s, x.shape[0], x.device), x)
-        with torch.no_grad():
-            eps = epsilon_fn(x, t_vec)
-        grad = guidance_fn(x, t_vec) if guidance_fn is not None else None
-        if grad is not None:
-            eps = eps - sigma_t * grad
-        x0 = (x - sigma_t * eps) / signal_t
+        eps, x0 = _guided_prediction(epsilon_fn, schedule, x, t_vec, guidance_fn)
         x = signal_s * x0 + sigma_s * eps
         if callback is not None:
             callback()
@@ -247,13 +259,7 @@ def dpmpp_2m_sample(
     for i, t in enumerate(timesteps):
         s = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         t_vec = _timestep_tensor(t, x.shape[0], x.device)
-        signal_t, sigma_t = schedule.signal_noise(t_vec[:1], x)
-        with torch.no_grad():
-            eps = epsilon_fn(x, t_vec)
-        grad = guidance_fn(x, t_vec) if guidance_fn is not None else None
-        if grad is not None:
-            eps = eps - sigma_t * grad
-        x0 = (x - sigma_t * eps) / signal_t
+        _, x0 = _guided_prediction(epsilon_fn, schedule, x, t_vec, guidance_fn)
         if s < 0:
             x = x0
         else:
@@ -263,6 +269,7 @@ def dpmpp_2m_sample(
             if previous_x0 is not None:
                 half_inverse_ratio = 0.5 * h / previous_h
                 data = (1.0 + half_inverse_ratio) * x0 - half_inverse_ratio * previous_x0
+            sigma_t = schedule.signal_noise(t_vec[:1], x)[1]
             x = (sigma_s / sigma_t) * x - signal_s * math.expm1(-h) * data
             previous_x0, previous_h = x0, h
         if callback is not None:

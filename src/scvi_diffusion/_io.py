@@ -83,13 +83,3 @@ def write_h5ad_in_batches(
         if partial.exists():
             partial.unlink()
     return ad.read_h5ad(path, backed="r")
-
-
-def row_sums(matrix, chunk: int = 10_000) -> np.ndarray:
-    """float64 row sums of a dense, sparse or backed (on-disk) matrix, read ``chunk`` rows at a
-    time so a backed matrix is never loaded whole."""
-    sums = [
-        np.asarray(matrix[start : start + chunk].sum(axis=1), dtype=np.float64).ravel()
-        for start in range(0, matrix.shape[0], chunk)
-    ]
-    return np.concatenate(sums) if sums else np.zeros(0)

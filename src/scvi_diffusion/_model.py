@@ -48,7 +48,7 @@ from ._diffusion import (
     ClassifierGuidance,
     run_sampler,
 )
-from ._io import row_sums, validate_out, write_h5ad_in_batches
+from ._io import validate_out, write_h5ad_in_batches
 from ._module import (
     AUTOENCODERS,
     GUIDANCE_MODES,
@@ -56,7 +56,7 @@ from ._module import (
     ScDiffusionModule,
 )
 from ._trainingplans import LatentStageTrainingPlan, denoiser_weight_averaging
-from ._validation import validate_counts
+from ._validation import positive_int, row_sums, validate_counts
 
 logger = logging.getLogger("scvi").getChild("diffusion")
 
@@ -79,16 +79,6 @@ CLASSIFIER_STEPS, CLASSIFIER_EPOCH_CAP = 3_000, 500
 OUTPUTS = ("counts", "normalized")
 ENCODING_VALUES_PER_BATCH = 2**23
 NORMALIZED_TARGET_SUM = 1e4
-
-
-def _positive_int(name: str, value, allow_none: bool = True) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"`{name}` must be a positive integer, got {value!r}.")
-    if value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer, got {value}.")
-    return int(value)
 
 
 def _n_accelerators() -> int:
@@ -239,7 +229,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             raise ValueError(
                 f"`condition_dropout` must be a number in (0, 1), got {condition_dropout!r}."
             )
-        n_latent = _positive_int("n_latent", n_latent) or DEFAULT_N_LATENT[autoencoder]
+        n_latent = positive_int("n_latent", n_latent) or DEFAULT_N_LATENT[autoencoder]
         if autoencoder == "mlp" and self.summary_stats.n_batch > 1:
             warnings.warn(
                 "The 'mlp' autoencoder ignores the registered batch key; generated cells still "
@@ -546,12 +536,12 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         The counts are read minibatch by minibatch: a sparse ``X`` is never densified and a
         backed (on-disk) AnnData stays on disk.
         """
-        max_epochs = _positive_int("max_epochs", max_epochs)
-        vae_epochs = _positive_int("vae_epochs", vae_epochs)
-        diffusion_epochs = _positive_int("diffusion_epochs", diffusion_epochs)
-        classifier_epochs = _positive_int("classifier_epochs", classifier_epochs)
-        batch_size = _positive_int("batch_size", batch_size, allow_none=False)
-        latent_batch_size = _positive_int("latent_batch_size", latent_batch_size, allow_none=False)
+        max_epochs = positive_int("max_epochs", max_epochs)
+        vae_epochs = positive_int("vae_epochs", vae_epochs)
+        diffusion_epochs = positive_int("diffusion_epochs", diffusion_epochs)
+        classifier_epochs = positive_int("classifier_epochs", classifier_epochs)
+        batch_size = positive_int("batch_size", batch_size, allow_none=False)
+        latent_batch_size = positive_int("latent_batch_size", latent_batch_size, allow_none=False)
         if ema_decay is not None and (
             isinstance(ema_decay, bool)
             or not isinstance(ema_decay, Real)
@@ -842,10 +832,10 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             n_steps = DEFAULT_STEPS.get(sampler, n_timesteps)
         if output not in OUTPUTS:
             raise ValueError(f"Unknown output {output!r}; choose one of {list(OUTPUTS)}.")
-        n_steps = _positive_int("n_steps", n_steps, allow_none=False)
+        n_steps = positive_int("n_steps", n_steps, allow_none=False)
         if n_steps > n_timesteps:
             raise ValueError(f"`n_steps` must be at most T={n_timesteps}, got {n_steps}.")
-        batch_size = _positive_int("batch_size", batch_size, allow_none=False)
+        batch_size = positive_int("batch_size", batch_size, allow_none=False)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral)):
             raise TypeError(f"`seed` must be an integer or None, got {seed!r}.")
         out = validate_out(out)
@@ -1042,7 +1032,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 f"{key!r} is both interpolated and fixed in `conditions`; give it once."
             )
         source, target = (space.validate_values(key, [v])[0] for v in pair)
-        n_points = _positive_int("n_points", n_points, allow_none=False)
+        n_points = positive_int("n_points", n_points, allow_none=False)
         if n_points < 2:
             raise ValueError(f"`n_points` must be at least 2, got {n_points}.")
         if isinstance(start_time, bool) or not isinstance(start_time, Integral):

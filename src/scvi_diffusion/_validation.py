@@ -1,12 +1,20 @@
-"""Checks on the user's data, run before anything is registered."""
+"""Checks on the user's data and arguments, and chunked reads of backed matrices."""
 
 from __future__ import annotations
+
+from numbers import Integral
 
 import anndata as ad
 import numpy as np
 from scipy import sparse
 
 _CHUNK = 10_000
+
+
+def _row_chunks(matrix):
+    """The matrix ``_CHUNK`` rows at a time, so a backed matrix is never loaded whole."""
+    for start in range(0, matrix.shape[0], _CHUNK):
+        yield matrix[start : start + _CHUNK]
 
 
 def _values_of(matrix):
@@ -41,8 +49,7 @@ def validate_counts(adata: ad.AnnData, layer: str | None = None) -> None:
     matrix = adata.X if layer is None else adata.layers[layer]
     if matrix is None:
         raise ValueError(f"{where} is empty (None); store raw counts there.")
-    for start in range(0, adata.n_obs, _CHUNK):
-        chunk = matrix[start : start + _CHUNK]
+    for chunk in _row_chunks(matrix):
         values = _values_of(chunk)
         if values.dtype.kind not in "biuf":
             raise ValueError(f"{where} must be numeric, got dtype {values.dtype}.")
@@ -59,3 +66,22 @@ def validate_counts(adata: ad.AnnData, layer: str | None = None) -> None:
                 )
         if values.size and values.min() < 0:
             raise ValueError(f"{where} contains negative values; the model needs raw counts.")
+
+
+def row_sums(matrix) -> np.ndarray:
+    """float64 row sums of a dense, sparse or backed (on-disk) matrix, read in chunks."""
+    sums = [
+        np.asarray(chunk.sum(axis=1), dtype=np.float64).ravel() for chunk in _row_chunks(matrix)
+    ]
+    return np.concatenate(sums) if sums else np.zeros(0)
+
+
+def positive_int(name: str, value, allow_none: bool = True) -> int | None:
+    """``value`` as an int; a TypeError unless it is an integer, a ValueError unless > 0."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"`{name}` must be a positive integer, got {value!r}.")
+    if value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer, got {value}.")
+    return int(value)

@@ -12,17 +12,10 @@ import pandas as pd
 from scipy import sparse
 
 from .._io import validate_out, write_h5ad_in_batches
+from .._validation import positive_int
 from ._pbmc import pbmc68k
 
 _CHUNK = 50_000
-
-
-def _positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"`{name}` must be a positive integer, got {value!r}.")
-    if value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value}.")
-    return int(value)
 
 
 def pbmc68k_bootstrap(
@@ -65,8 +58,8 @@ def pbmc68k_bootstrap(
     >>> adata.shape
     (5000, 2000)
     """
-    n_obs = _positive("n_obs", n_obs)
-    n_vars = _positive("n_vars", n_vars)
+    n_obs = positive_int("n_obs", n_obs, allow_none=False)
+    n_vars = positive_int("n_vars", n_vars, allow_none=False)
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise TypeError(f"`seed` must be an integer, got {seed!r}.")
     path = validate_out(out)
