@@ -27,6 +27,7 @@ and ``speed.md`` to ``--out``; bootstrapped files are cached in ``--cache``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import datetime
 import json
@@ -140,10 +141,12 @@ def throughput_model(path: Path, quick: bool):
     import scvi
 
     import scvi_diffusion
-    from scvi_diffusion import ScDiffusion
+    from scvi_diffusion import ModelFileError, ScDiffusion
 
     if (path / "model.pt").exists():
-        return ScDiffusion.load(str(path))
+        # a cached model from an older file format is retrained
+        with contextlib.suppress(ModelFileError):
+            return ScDiffusion.load(str(path))
     scvi.settings.seed = SEED
     adata = scvi_diffusion.data.pbmc68k_bootstrap(20_000, N_GENES, seed=SEED)
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")

@@ -132,8 +132,12 @@ def test_bad_counts_raise_and_leave_adata_untouched(pbmc, corrupt, message):
 
 
 def test_empty_anndata(pbmc):
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="0 cells x 765 genes"):
         ScDiffusion.setup_anndata(pbmc[:0].copy())
+    with pytest.raises(ValueError, match="at least one cell and 2 genes"):
+        ScDiffusion.setup_anndata(pbmc[:, :1].copy())
+    with pytest.raises(ValueError, match="is a view"):
+        ScDiffusion.setup_anndata(pbmc[:10])
 
 
 def test_missing_column_and_missing_values(pbmc):

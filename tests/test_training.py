@@ -55,10 +55,19 @@ def test_without_averaging_the_last_weights_are_kept(pbmc):
         torch.testing.assert_close(kept[name], value)
 
 
-@pytest.mark.parametrize("ema_decay", [0.0, 1.0, 1.5, True, "0.9"])
-def test_bad_ema_decay(pbmc, ema_decay):
+@pytest.mark.parametrize(
+    ("ema_decay", "error"),
+    [
+        (0.0, ValueError),
+        (1.0, ValueError),
+        (1.5, ValueError),
+        (True, TypeError),
+        ("0.9", TypeError),
+    ],
+)
+def test_bad_ema_decay(pbmc, ema_decay, error):
     ScDiffusion.setup_anndata(pbmc, cell_type_key="cell_type")
     model = ScDiffusion(pbmc, n_latent=4)
-    with pytest.raises(ValueError, match="ema_decay"):
+    with pytest.raises(error, match="ema_decay"):
         model.train(max_epochs=1, ema_decay=ema_decay)
     assert not model.is_trained_

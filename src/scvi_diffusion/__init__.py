@@ -4,10 +4,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import data, metrics, pl
 from ._model import ScDiffusion
+from ._save_load import ModelFileError
+from ._trainingplans import NonFiniteLossError
 
 try:
     __version__ = version("scvi-diffusion")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["ScDiffusion", "data", "metrics", "pl"]
+__all__ = ["ModelFileError", "NonFiniteLossError", "ScDiffusion", "data", "metrics", "pl"]

@@ -218,6 +218,17 @@ def draw_reference_cells(
         c: pd.Categorical(training[c], categories=requested[c].cat.categories).codes
         for c in columns
     }
+    for column in columns:
+        categories = requested[column].cat.categories
+        seen = np.bincount(codes[column][codes[column] >= 0], minlength=len(categories)) > 0
+        asked = np.unique(requested[column].cat.codes)
+        never = [categories[i] for i in asked if i >= 0 and not seen[i]]
+        if never:
+            raise ValueError(
+                f"No training cell has {column}={never[0]!r} (a category without cells); the "
+                "model never saw it and cannot generate it. Values with training cells: "
+                f"{list(categories[seen])}."
+            )
     groups = requested.groupby(columns, observed=True, sort=False).indices
     for combination, rows in groups.items():
         combination = combination if isinstance(combination, tuple) else (combination,)

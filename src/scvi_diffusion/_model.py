@@ -6,10 +6,13 @@ import contextlib
 import logging
 import math
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Literal
 
 import anndata as ad
@@ -19,7 +22,7 @@ import torch
 from scipy import sparse
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
-from scvi.data._constants import _SETUP_ARGS_KEY
+from scvi.data._constants import _MODEL_NAME_KEY, _SETUP_ARGS_KEY
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.dataloaders import DataSplitter
 from scvi.model._utils import (
@@ -28,9 +31,10 @@ from scvi.model._utils import (
     use_distributed_sampler,
 )
 from scvi.model.base import BaseModelClass, VAEMixin
-from scvi.model.base._save_load import _load_saved_files
+from scvi.model.base._constants import SAVE_KEYS
 from scvi.train import TrainingPlan, TrainRunner
 from scvi.utils import setup_anndata_dsp
+from scvi.utils._docstrings import devices_dsp
 from tqdm.auto import tqdm
 
 from ._conditions import ConditionSpace, draw_reference_cells, parse_requests
@@ -55,8 +59,21 @@ from ._module import (
     ConditionClassifiersModule,
     ScDiffusionModule,
 )
-from ._trainingplans import LatentStageTrainingPlan, denoiser_weight_averaging
-from ._validation import positive_int, row_sums, validate_counts
+from ._save_load import ModelFileError, read_model_file, save_atomically, write_model_file
+from ._trainingplans import (
+    LatentStageTrainingPlan,
+    NonFiniteLossError,
+    StopOnNonFiniteLoss,
+    denoiser_weight_averaging,
+)
+from ._validation import (
+    check_bool,
+    check_seed,
+    one_of,
+    positive_int,
+    row_sums,
+    validate_counts,
+)
 
 logger = logging.getLogger("scvi").getChild("diffusion")
 
@@ -77,6 +94,12 @@ DEFAULT_EMA_DECAY = 0.999
 DIFFUSION_STEPS, DIFFUSION_EPOCH_CAP = 12_000, 10_000
 CLASSIFIER_STEPS, CLASSIFIER_EPOCH_CAP = 3_000, 500
 OUTPUTS = ("counts", "normalized")
+STAGES = ("vae", "diffusion", "classifier")
+UNTRAINED_VAE_MESSAGE = (
+    "The VAE is not trained yet; call `model.train()` (or `model.train(stages=['vae'])`) first."
+)
+# attribute of ScDiffusionModule trained by each stage
+STAGE_MODULES = {"vae": "autoencoder", "diffusion": "diffusion", "classifier": "guidance"}
 ENCODING_VALUES_PER_BATCH = 2**23
 NORMALIZED_TARGET_SUM = 1e4
 
@@ -219,8 +242,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             ("gene_likelihood", gene_likelihood, GENE_LIKELIHOODS),
             ("dispersion", dispersion, DISPERSIONS),
         ):
-            if value not in valid:
-                raise ValueError(f"Unknown {name} {value!r}; choose one of {list(valid)}.")
+            one_of(name, value, valid)
         if (
             isinstance(condition_dropout, bool)
             or not isinstance(condition_dropout, Real)
@@ -247,7 +269,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 max(denoiser_width // 4, n_latent),
             )
         )
-        self.module = self._module_cls(
+        # kept to rebuild a stage's initial weights (see _reinitialize_if_not_finite)
+        self._module_kwargs = dict(
             n_input=self.summary_stats.n_vars,
             n_batch=self.summary_stats.n_batch,
             n_classes=[len(self._categories(k)) for k in keys],
@@ -267,6 +290,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             guidance=guidance,
             condition_dropout=float(condition_dropout),
         )
+        self.module = self._module_cls(**self._module_kwargs)
         described = {
             "scvi": f"scVI autoencoder ({gene_likelihood} likelihood)",
             "mlp": "MLP autoencoder on log-normalised expression (scDiffusion paper)",
@@ -279,6 +303,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         self._auxiliary_guidance: dict[str, tuple[ConditionClassifiersModule, pd.Index]] = {}
         self._reference_table: pd.DataFrame | None = None
         self.stage_seconds_: dict[str, float] = {}
+        # stages whose weights are trained and current (saved with the model)
+        self.trained_stages_: list[str] = []
 
     # ------------------------------------------------------------------ setup
 
@@ -407,7 +433,12 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         callbacks: Sequence = (),
         **runner_kwargs,
     ):
-        """Train one stage with scvi-tools' runner; return its history under the stage prefix."""
+        """Train one stage with scvi-tools' runner; return its history under the stage prefix.
+
+        A NaN or infinite loss stops the stage with a :class:`NonFiniteLossError`; a Ctrl+C
+        raises KeyboardInterrupt (Lightning turns it into SystemExit and leaves Ctrl+C ignored,
+        which would disable it in the rest of a Jupyter session).
+        """
         logger.info(f"ScDiffusion training stage '{stage}': {max_epochs} epochs.")
         started = time.perf_counter()
         self.is_trained_ = False
@@ -421,10 +452,26 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             max_epochs=max_epochs,
             # scvi-tools' Trainer appends its own callbacks to the list it gets: a fresh list
             # per stage keeps the caller's list, and the next stage's, untouched
-            callbacks=list(callbacks),
+            callbacks=[*callbacks, StopOnNonFiniteLoss(stage)],
             **runner_kwargs,
         )
-        runner()
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        sigint_handler = signal.getsignal(signal.SIGINT) if in_main_thread else None
+        try:
+            runner()
+        except SystemExit as error:
+            if isinstance(error.__context__, KeyboardInterrupt):
+                raise KeyboardInterrupt(f"Training interrupted in stage {stage!r}.") from None
+            raise
+        except NonFiniteLossError:
+            raise
+        except Exception as error:
+            if not all(bool(torch.isfinite(p).all()) for p in training_plan.module.parameters()):
+                raise NonFiniteLossError(stage, "the weights") from error
+            raise
+        finally:
+            if in_main_thread and sigint_handler is not None:
+                signal.signal(signal.SIGINT, sigint_handler)
         self.stage_seconds_ = {**self.stage_seconds_, stage: time.perf_counter() - started}
         return {f"{stage}_{key}": value for key, value in (self.history_ or {}).items()}
 
@@ -466,10 +513,12 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         steps_per_epoch = max(1, math.ceil(n_obs / (batch_size * n_processes)))
         return int(min(cap, max(1, math.ceil(target_steps / steps_per_epoch))))
 
+    @devices_dsp.dedent
     def train(
         self,
         max_epochs: int | None = None,
         *,
+        stages: Sequence[str] | None = None,
         vae_epochs: int | None = None,
         diffusion_epochs: int | None = None,
         classifier_epochs: int | None = None,
@@ -496,6 +545,12 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         ----------
         max_epochs
             Cap on the epochs of every stage (handy for quick runs).
+        stages
+            Stages to (re)train, for example ``["diffusion"]`` to retrain the denoiser of a
+            trained model. Default: all of them (``"vae"``, ``"diffusion"`` and, with
+            classifier guidance and conditions, ``"classifier"``). They run in that order;
+            the latent stages need a trained VAE, and retraining the VAE makes the latent
+            stages stale until they are retrained too.
         vae_epochs
             Epochs of the VAE. Default: scvi-tools' heuristic (400 up to 20,000 cells, fewer
             beyond).
@@ -535,6 +590,15 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         -----
         The counts are read minibatch by minibatch: a sparse ``X`` is never densified and a
         backed (on-disk) AnnData stays on disk.
+
+        A NaN or infinite loss stops training with a
+        :class:`~scvi_diffusion.NonFiniteLossError` that names the stage. If a stage fails or is
+        interrupted, the stages trained before it are kept (``model.trained_stages_``) and the
+        model stays usable: for example, a trained VAE still gives latent representations and
+        ``train(stages=[...])`` resumes with the failed stage.
+
+        Training is deterministic on CPU: with the same ``scvi.settings.seed``, data and
+        machine (and thread count), the weights are identical.
         """
         max_epochs = positive_int("max_epochs", max_epochs)
         vae_epochs = positive_int("vae_epochs", vae_epochs)
@@ -542,12 +606,15 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         classifier_epochs = positive_int("classifier_epochs", classifier_epochs)
         batch_size = positive_int("batch_size", batch_size, allow_none=False)
         latent_batch_size = positive_int("latent_batch_size", latent_batch_size, allow_none=False)
-        if ema_decay is not None and (
-            isinstance(ema_decay, bool)
-            or not isinstance(ema_decay, Real)
-            or not 0.0 < ema_decay < 1.0
-        ):
-            raise ValueError(f"`ema_decay` must be in (0, 1) or None, got {ema_decay!r}.")
+        if ema_decay is not None:
+            if isinstance(ema_decay, bool) or not isinstance(ema_decay, Real):
+                raise TypeError(
+                    f"`ema_decay` must be a number in (0, 1) or None, got {ema_decay!r}."
+                )
+            if not 0.0 < ema_decay < 1.0:
+                raise ValueError(f"`ema_decay` must be in (0, 1) or None, got {ema_decay!r}.")
+        train_size, validation_size = self._check_split(train_size, validation_size)
+        stages = self._stages_to_train(stages)
         n_obs = self.adata.n_obs
         n_processes = _n_processes(accelerator, devices, trainer_kwargs)
 
@@ -578,63 +645,189 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             "distributed_sampler": n_processes > 1,
         }
         split_kwargs.update(datasplitter_kwargs or {})
-        history = {}
+        plan_kwargs = {
+            "vae": vae_plan_kwargs or {},
+            "diffusion": {"lr": 1e-3, **(diffusion_plan_kwargs or {})},
+            "classifier": {"lr": 1e-3, **(classifier_plan_kwargs or {})},
+        }
+        stage_callbacks = {
+            "vae": callbacks,
+            "diffusion": [
+                *callbacks,
+                *([] if ema_decay is None else [denoiser_weight_averaging(ema_decay)]),
+            ],
+            "classifier": callbacks,
+        }
 
-        splitter = self._data_splitter_cls(
-            self.adata_manager, batch_size=batch_size, **split_kwargs
+        trained = [s for s in self.trained_stages_ if s not in stages and "vae" not in stages]
+        history = self._history_without(stages)
+        latent_manager = None
+        if "vae" in stages:
+            self._auxiliary_guidance = {}
+            self._reference_table = None
+        for stage in stages:
+            self.trained_stages_ = list(trained)
+            try:
+                self._reinitialize_if_not_finite(stage)
+                if stage == "vae":
+                    splitter = self._data_splitter_cls(
+                        self.adata_manager,
+                        batch_size=batch_size,
+                        **self._without_one_cell_batches(split_kwargs, batch_size),
+                    )
+                    module = getattr(self.module, STAGE_MODULES[stage])
+                    plan = self._training_plan_cls(module, **plan_kwargs[stage])
+                else:
+                    if latent_manager is None:
+                        latent_manager = self._latent_training_data(
+                            standardize_anew="vae" in stages
+                        )
+                    splitter = self._data_splitter_cls(
+                        latent_manager, batch_size=latent_batch_size, **split_kwargs
+                    )
+                    module = getattr(self.module, STAGE_MODULES[stage])
+                    plan = self._latent_training_plan_cls(module, **plan_kwargs[stage])
+                history.update(
+                    self._run_stage(
+                        stage,
+                        plan,
+                        splitter,
+                        epochs[stage],
+                        callbacks=stage_callbacks[stage],
+                        **runner_kwargs,
+                    )
+                )
+            finally:
+                # on failure too: the stages trained so far stay usable
+                self.history_ = history
+                self.is_trained_ = False
+            trained.append(stage)
+        self.trained_stages_ = trained
+        self.history_ = history
+        self.is_trained_ = not self._untrained_stages()
+
+    def _reinitialize_if_not_finite(self, stage: str) -> None:
+        """Give a stage back its initial weights if they are NaN or infinite (left by a failed
+        run), since training from them cannot recover; buffers (the latent standardisation)
+        are kept."""
+        module = getattr(self.module, STAGE_MODULES[stage])
+        if all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+            return
+        logger.info(f"Re-initialising the weights of stage {stage!r}: they are not finite.")
+        fresh = dict(
+            getattr(
+                self._module_cls(**self._module_kwargs), STAGE_MODULES[stage]
+            ).named_parameters()
         )
-        plan = self._training_plan_cls(self.module.autoencoder, **(vae_plan_kwargs or {}))
-        history.update(
-            self._run_stage(
-                "vae", plan, splitter, epochs["vae"], callbacks=callbacks, **runner_kwargs
+        with torch.no_grad():
+            for name, parameter in module.named_parameters():
+                parameter.copy_(fresh[name])
+
+    def _check_split(self, train_size, validation_size) -> tuple[float, float | None]:
+        """Valid ``train_size`` and ``validation_size`` that leave at least 2 training cells."""
+        for name, value, allow_none in (
+            ("train_size", train_size, False),
+            ("validation_size", validation_size, True),
+        ):
+            if value is None and allow_none:
+                continue
+            if isinstance(value, bool) or not isinstance(value, Real):
+                raise TypeError(f"`{name}` must be a number in (0, 1], got {value!r}.")
+        if not 0.0 < train_size <= 1.0:
+            raise ValueError(f"`train_size` must be in (0, 1], got {train_size}.")
+        if validation_size is not None and not (
+            0.0 <= validation_size < 1.0 and train_size + validation_size <= 1.0
+        ):
+            raise ValueError(
+                "`validation_size` must be in [0, 1) with `train_size + validation_size <= 1`, "
+                f"got {validation_size} (train_size={train_size})."
             )
-        )
+        n_train = math.ceil(train_size * self.adata.n_obs)
+        if n_train < 2:
+            raise ValueError(
+                f"Training needs at least 2 cells; {self.adata.n_obs} cells with train_size="
+                f"{train_size} give {n_train}."
+            )
+        return float(train_size), None if validation_size is None else float(validation_size)
 
+    def _without_one_cell_batches(self, split_kwargs: dict, batch_size: int) -> dict:
+        """The VAE's BatchNorm cannot train on a minibatch of one cell: when the training set
+        would end with one, drop that last (shuffled, so each epoch another) cell."""
+        n_train = math.ceil(split_kwargs["train_size"] * self.adata.n_obs)
+        if "drop_last" in split_kwargs or n_train % batch_size != 1:
+            return split_kwargs
+        return {**split_kwargs, "drop_last": True}
+
+    @property
+    def _all_stages(self) -> list[str]:
+        """This model's training stages, in the order they run."""
+        if self.condition_keys and self.guidance == "classifier":
+            return list(STAGES)
+        return [s for s in STAGES if s != "classifier"]
+
+    def _untrained_stages(self) -> list[str]:
+        return [s for s in self._all_stages if s not in self.trained_stages_]
+
+    def _stages_to_train(self, stages) -> list[str]:
+        """Validated ``stages`` of :meth:`train`, in running order."""
+        valid = self._all_stages
+        if stages is None:
+            return valid
+        if isinstance(stages, str):
+            stages = [stages]
+        if not isinstance(stages, Sequence) or not stages:
+            raise TypeError(f"`stages` must be a non-empty list of stage names from {valid}.")
+        for stage in stages:
+            if stage not in valid:
+                why = (
+                    " (the classifier stage exists only with classifier guidance and at least "
+                    "one registered condition)"
+                    if stage == "classifier"
+                    else ""
+                )
+                raise ValueError(f"Unknown stage {stage!r}; this model's stages are {valid}{why}.")
+        ordered = [s for s in valid if s in stages]
+        if "vae" not in ordered and "vae" not in self.trained_stages_:
+            raise ValueError(
+                f"The latent stages {ordered} need a trained VAE; train it first: "
+                "`model.train()` or `model.train(stages=['vae', ...])`."
+            )
+        stale = [s for s in self.trained_stages_ if s != "vae" and s not in ordered]
+        if "vae" in ordered and stale:
+            warnings.warn(
+                f"Retraining the VAE changes the latent space: the stages {stale} must be "
+                f"retrained before generating (`model.train(stages={stale})`).",
+                UserWarning,
+                stacklevel=3,
+            )
+        return ordered
+
+    def _history_without(self, stages: Sequence[str]) -> dict:
+        """The training history, less the curves of ``stages`` (about to be retrained)."""
+        if "vae" in stages:
+            return {}
+        auxiliary = tuple(f"classifier_{key}_" for key in self._auxiliary_guidance)
+        return {
+            key: value
+            for key, value in (self.history_ or {}).items()
+            if not any(key.startswith(f"{s}_") for s in stages) or key.startswith(auxiliary)
+        }
+
+    def _latent_training_data(self, standardize_anew: bool) -> AnnDataManager:
+        """Standardised latents and conditions of the training cells, registered for training.
+
+        The standardisation is (re)computed only after the VAE was trained, so retraining a
+        latent stage keeps the latent space the other stage was trained in.
+        """
         latents = torch.as_tensor(
             self.get_latent_representation(batch_size=self._encoding_batch_size)
         )
-        self.module.diffusion.set_standardization(latents.to(self.module.diffusion.latent_loc))
-        standardized = self.module.diffusion.standardize(latents.to(self.device)).cpu().numpy()
+        diffusion = self.module.diffusion
+        if standardize_anew:
+            diffusion.set_standardization(latents.to(diffusion.latent_loc))
+        standardized = diffusion.standardize(latents.to(self.device)).cpu().numpy()
         keys = self.condition_keys
-        manager = self._latent_data_manager(standardized, self._training_conditions(keys))
-
-        splitter = self._data_splitter_cls(manager, batch_size=latent_batch_size, **split_kwargs)
-        plan = self._latent_training_plan_cls(
-            self.module.diffusion, **{"lr": 1e-3, **(diffusion_plan_kwargs or {})}
-        )
-        ema = [] if ema_decay is None else [denoiser_weight_averaging(ema_decay)]
-        history.update(
-            self._run_stage(
-                "diffusion",
-                plan,
-                splitter,
-                epochs["diffusion"],
-                callbacks=[*callbacks, *ema],
-                **runner_kwargs,
-            )
-        )
-
-        if keys and self.guidance == "classifier":
-            splitter = self._data_splitter_cls(
-                manager, batch_size=latent_batch_size, **split_kwargs
-            )
-            plan = self._latent_training_plan_cls(
-                self.module.guidance, **{"lr": 1e-3, **(classifier_plan_kwargs or {})}
-            )
-            history.update(
-                self._run_stage(
-                    "classifier",
-                    plan,
-                    splitter,
-                    epochs["classifier"],
-                    callbacks=callbacks,
-                    **runner_kwargs,
-                )
-            )
-        self._auxiliary_guidance = {}
-        self._reference_table = None
-        self.history_ = history
-        self.is_trained_ = True
+        return self._latent_data_manager(standardized, self._training_conditions(keys))
 
     def _train_auxiliary_classifier(
         self, key: str, categories: pd.Index
@@ -686,10 +879,23 @@ class ScDiffusion(VAEMixin, BaseModelClass):
     # -------------------------------------------------------------- generation
 
     def _check_trained(self):
-        if not self.is_trained_:
+        untrained = self._untrained_stages()
+        if not untrained:
+            return
+        if not self.trained_stages_:
             raise ValueError(
                 "The model is not trained yet; call `model.train()` before generating."
             )
+        raise ValueError(
+            f"The stages {untrained} are not trained (the model has {self.trained_stages_}); "
+            f"train them before generating: `model.train(stages={untrained})`."
+        )
+
+    def _check_if_trained(self, warn: bool = True, message: str = UNTRAINED_VAE_MESSAGE):
+        """scvi-tools' check before using the VAE: a trained VAE is enough, even when a later
+        stage failed or is not trained yet."""
+        if "vae" not in self.trained_stages_:
+            super()._check_if_trained(warn=warn, message=message)
 
     def _reference(self) -> pd.DataFrame:
         """Library size, batch and registered conditions of every training cell."""
@@ -825,20 +1031,19 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         self._check_trained()
         if sampler is None:
             sampler = DEFAULT_SAMPLER[self.module.autoencoder_kind]
-        if sampler not in SAMPLERS:
-            raise ValueError(f"Unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}.")
+        sampler = one_of("sampler", sampler, SAMPLERS)
         n_timesteps = self.module.schedule.n_timesteps
         if n_steps is None:
             n_steps = DEFAULT_STEPS.get(sampler, n_timesteps)
-        if output not in OUTPUTS:
-            raise ValueError(f"Unknown output {output!r}; choose one of {list(OUTPUTS)}.")
+        output = one_of("output", output, OUTPUTS)
         n_steps = positive_int("n_steps", n_steps, allow_none=False)
         if n_steps > n_timesteps:
             raise ValueError(f"`n_steps` must be at most T={n_timesteps}, got {n_steps}.")
         batch_size = positive_int("batch_size", batch_size, allow_none=False)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral)):
-            raise TypeError(f"`seed` must be an integer or None, got {seed!r}.")
+        seed = check_seed(seed)
+        progress_bar = check_bool("progress_bar", progress_bar)
         out = validate_out(out)
+        n_points, start_time = self._check_interpolation_arguments(n_points, start_time)
 
         space = self._condition_space()
         requested = parse_requests(
@@ -1032,6 +1237,9 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 f"{key!r} is both interpolated and fixed in `conditions`; give it once."
             )
         source, target = (space.validate_values(key, [v])[0] for v in pair)
+        return key, source, target, np.linspace(0.0, 1.0, n_points), start_time
+
+    def _check_interpolation_arguments(self, n_points, start_time) -> tuple[int, int]:
         n_points = positive_int("n_points", n_points, allow_none=False)
         if n_points < 2:
             raise ValueError(f"`n_points` must be at least 2, got {n_points}.")
@@ -1040,7 +1248,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         n_timesteps = self.module.schedule.n_timesteps
         if not 0 < start_time < n_timesteps:
             raise ValueError(f"`start_time` must be in [1, {n_timesteps - 1}], got {start_time}.")
-        return key, source, target, np.linspace(0.0, 1.0, n_points), int(start_time)
+        return n_points, int(start_time)
 
     def _sample_batches(
         self,
@@ -1127,25 +1335,196 @@ class ScDiffusion(VAEMixin, BaseModelClass):
 
     # ------------------------------------------------------------------ saving
 
-    @classmethod
-    def load(cls, dir_path: str, adata: ad.AnnData | None = None, *args, **kwargs):
-        """Load a saved model; ``adata`` must have the training genes, in the same order.
+    def save(
+        self,
+        dir_path: str | os.PathLike,
+        prefix: str | None = None,
+        overwrite: bool = False,
+        save_anndata: bool = False,
+        save_kwargs: dict | None = None,
+        **anndata_write_kwargs,
+    ):
+        """Save the model (and optionally its AnnData) to a folder.
 
-        See :meth:`scvi.model.base.BaseModelClass.load` for the parameters.
+        The files are written to a temporary folder beside ``dir_path`` and moved into place
+        only once complete, so an interrupted save never leaves a half-written model, and
+        ``overwrite=True`` keeps the previous model until the new one is written. ``model.pt``
+        holds only tensors and plain values: :meth:`load` reads it without running code.
+
+        Parameters
+        ----------
+        dir_path
+            Folder to save to (created if needed).
+        prefix
+            Prefix of the saved file names.
+        overwrite
+            Replace a model already saved in ``dir_path``; other files there are kept.
+        save_anndata
+            Also save the training AnnData (``adata.h5ad``), so ``load`` needs no AnnData.
+        save_kwargs
+            Keyword arguments for :func:`torch.save`.
+        **anndata_write_kwargs
+            Keyword arguments for :meth:`anndata.AnnData.write_h5ad`.
         """
-        if adata is not None:
-            _, var_names, _, _ = _load_saved_files(
-                dir_path, load_adata=False, prefix=kwargs.get("prefix"), map_location="cpu"
+        if not isinstance(dir_path, (str, os.PathLike)):
+            raise TypeError(f"`dir_path` must be a folder path, got {type(dir_path).__name__}.")
+        prefix = self._check_prefix(prefix)
+        attributes = {name: value for name, value in self._get_user_attributes()}
+        attributes = {name: value for name, value in attributes.items() if name.endswith("_")}
+        var_names = np.asarray(self.adata.var_names.astype(str), dtype=object)
+
+        def write(folder: Path) -> list[str]:
+            written = []
+            if save_anndata:
+                adata_name = f"{prefix}{SAVE_KEYS.ADATA_FNAME}"
+                self.adata.write_h5ad(folder / adata_name, **anndata_write_kwargs)
+                written.append(adata_name)
+            model_name = f"{prefix}{SAVE_KEYS.MODEL_FNAME}"
+            write_model_file(
+                folder / model_name,
+                self.module.state_dict(),
+                var_names,
+                attributes,
+                **(save_kwargs or {}),
             )
-            given = np.asarray(adata.var_names.astype(str))
-            if not np.array_equal(np.asarray(var_names).astype(str), given):
-                saved = pd.Index(np.asarray(var_names).astype(str))
-                missing = saved.difference(given)
-                extra = pd.Index(given).difference(saved)
+            # the model file last: an existing folder gets the new model only once complete
+            return [*written, model_name]
+
+        save_atomically(Path(dir_path), overwrite, write)
+
+    @staticmethod
+    def _check_prefix(prefix) -> str:
+        if prefix is not None and not isinstance(prefix, str):
+            raise TypeError(f"`prefix` must be a string or None, got {type(prefix).__name__}.")
+        return prefix or ""
+
+    @classmethod
+    def load_registry(cls, dir_path: str | os.PathLike, prefix: str | None = None) -> dict:
+        """Return the registry saved with a model, read without running code.
+
+        Parameters
+        ----------
+        dir_path
+            Folder of the saved model.
+        prefix
+            Prefix of the saved file names.
+        """
+        path = Path(dir_path) / f"{cls._check_prefix(prefix)}{SAVE_KEYS.MODEL_FNAME}"
+        _, _, attr_dict = read_model_file(path)
+        return attr_dict["registry_"]
+
+    @classmethod
+    def view_setup_args(cls, dir_path: str | os.PathLike, prefix: str | None = None) -> None:
+        """Print the arguments a saved model was set up with (read without running code).
+
+        Parameters
+        ----------
+        dir_path
+            Folder of the saved model.
+        prefix
+            Prefix of the saved file names.
+        """
+        AnnDataManager.view_setup_method_args(cls.load_registry(dir_path, prefix))
+
+    @classmethod
+    @devices_dsp.dedent
+    def load(
+        cls,
+        dir_path: str | os.PathLike,
+        adata: ad.AnnData | None = None,
+        accelerator: str = "auto",
+        device: int | str = "auto",
+        prefix: str | None = None,
+    ) -> ScDiffusion:
+        """Load a saved model, without running any code from the model file.
+
+        Parameters
+        ----------
+        dir_path
+            Folder of the saved model.
+        adata
+            AnnData with the training genes, in the same order, and the registered obs
+            columns (it is registered like the training data). Default: the AnnData saved with
+            the model (``save(..., save_anndata=True)``).
+        %(param_accelerator)s
+        %(param_device)s
+        prefix
+            Prefix of the saved file names.
+
+        Returns
+        -------
+        The model, on the chosen device, in evaluation mode.
+
+        Raises
+        ------
+        FileNotFoundError
+            No model in ``dir_path``.
+        ValueError
+            The model file is truncated or corrupted, holds pickled Python objects (which
+            could run code; it is refused), was saved by another model class, or its genes
+            differ from ``adata``'s.
+        """
+        if not isinstance(dir_path, (str, os.PathLike)):
+            raise TypeError(f"`dir_path` must be a folder path, got {type(dir_path).__name__}.")
+        if adata is not None and not isinstance(adata, ad.AnnData):
+            raise TypeError(f"`adata` must be an AnnData or None, got {type(adata).__name__}.")
+        dir_path, prefix = Path(dir_path), cls._check_prefix(prefix)
+        model_path = dir_path / f"{prefix}{SAVE_KEYS.MODEL_FNAME}"
+        state_dict, var_names, attr_dict = read_model_file(model_path)
+        registry = attr_dict.pop("registry_", None) or {}
+        saved_by = registry.get(_MODEL_NAME_KEY)
+        if saved_by != cls.__name__:
+            raise ModelFileError(
+                f"{str(model_path)!r} holds a {saved_by} model, not a {cls.__name__}; load it "
+                f"with {saved_by}.load."
+            )
+        if adata is None:
+            adata_path = dir_path / f"{prefix}{SAVE_KEYS.ADATA_FNAME}"
+            if not adata_path.is_file():
                 raise ValueError(
-                    f"The AnnData's genes differ from the {len(saved)} genes the model was "
-                    f"trained on ({len(missing)} missing, e.g. {list(missing[:5])}; {len(extra)} "
-                    f"unexpected, e.g. {list(extra[:5])}; or a different order). Subset and order "
-                    "it as `adata[:, model_var_names]`."
+                    f"No AnnData was saved with the model in {str(dir_path)!r}; pass the "
+                    "training AnnData: `ScDiffusion.load(path, adata)` (or save with "
+                    "`save_anndata=True`)."
                 )
-        return super().load(dir_path, adata, *args, **kwargs)
+            adata = ad.read_h5ad(adata_path)
+        cls._check_genes(var_names, adata)
+        _, _, torch_device = parse_device_args(
+            accelerator=accelerator,
+            devices=device,
+            return_device="torch",
+            validate_single_device=True,
+        )
+        cls.setup_anndata(adata, source_registry=registry, **registry[_SETUP_ARGS_KEY])
+        init_params = attr_dict.pop("init_params_")
+        kwargs = {k: v for group in init_params["kwargs"].values() for k, v in group.items()}
+        model = cls(adata, **init_params["non_kwargs"], **kwargs)
+        for name, value in attr_dict.items():
+            setattr(model, name, value)
+        model.module.on_load(model)
+        try:
+            model.module.load_state_dict(state_dict)
+        except RuntimeError as error:
+            raise ModelFileError(
+                f"The weights in {str(model_path)!r} do not fit the model its parameters "
+                f"describe ({str(error).splitlines()[0]}); the file may come from another "
+                "version of scvi-diffusion."
+            ) from None
+        model.to_device(torch_device)
+        model.module.eval()
+        return model
+
+    @staticmethod
+    def _check_genes(var_names: np.ndarray, adata: ad.AnnData) -> None:
+        given = np.asarray(adata.var_names.astype(str))
+        saved = np.asarray(var_names).astype(str)
+        if np.array_equal(saved, given):
+            return
+        saved = pd.Index(saved)
+        missing = saved.difference(given)
+        extra = pd.Index(given).difference(saved)
+        raise ValueError(
+            f"The AnnData's genes differ from the {len(saved)} genes the model was "
+            f"trained on ({len(missing)} missing, e.g. {list(missing[:5])}; {len(extra)} "
+            f"unexpected, e.g. {list(extra[:5])}; or a different order). Subset and order "
+            "it as `adata[:, model_var_names]`."
+        )

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
-from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.callbacks import Callback, WeightAveraging
 from scvi.train import TrainingPlan
+
+# what to try when a stage's loss stops being finite, per stage
+NON_FINITE_ADVICE = {
+    "vae": (
+        "Try a lower learning rate (`vae_plan_kwargs={'lr': 1e-4}`), gradient clipping "
+        "(`gradient_clip_val=1.0`), or look for cells with extreme counts."
+    ),
+    "diffusion": (
+        "Try a lower learning rate (`diffusion_plan_kwargs={'lr': 1e-4}`) or gradient clipping "
+        "(`gradient_clip_val=1.0`); if the latents are extreme, retrain the VAE first."
+    ),
+    "classifier": (
+        "Try a lower learning rate (`classifier_plan_kwargs={'lr': 1e-4}`) or gradient "
+        "clipping (`gradient_clip_val=1.0`)."
+    ),
+}
 
 
 class LatentStageTrainingPlan(TrainingPlan):
@@ -65,3 +83,39 @@ def denoiser_weight_averaging(decay: float) -> WeightAveraging:
         return averaged.lerp(current, 1.0 - rate)
 
     return WeightAveraging(avg_fn=warmed_up_ema)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training stage stopped because its loss or weights became NaN or infinite."""
+
+    def __init__(self, stage: str, where: str):
+        # classifiers trained on demand for unregistered columns are named "classifier_<key>"
+        advice = NON_FINITE_ADVICE.get(stage, NON_FINITE_ADVICE["classifier"])
+        retrain = (
+            f"Stages trained before it are kept; retrain this one with "
+            f"`model.train(stages=[{stage!r}])`."
+            if stage in NON_FINITE_ADVICE
+            else ""
+        )
+        super().__init__(
+            f"Training stage {stage!r} stopped: {where} became NaN or infinite. {advice} "
+            f"{retrain}".rstrip()
+        )
+        self.stage = stage
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Stop a stage with a :class:`NonFiniteLossError` as soon as a training loss is not finite
+    (instead of training on, or failing later inside torch with NaN weights)."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        """Check the step's loss."""
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all()):
+            raise NonFiniteLossError(
+                self.stage,
+                f"the loss at epoch {trainer.current_epoch}, step {trainer.global_step}",
+            )

@@ -9,6 +9,7 @@ import numpy as np
 from scipy import sparse
 
 _CHUNK = 10_000
+MIN_GENES = 2
 
 
 def _row_chunks(matrix):
@@ -38,10 +39,17 @@ def validate_counts(adata: ad.AnnData, layer: str | None = None) -> None:
     """
     if not isinstance(adata, ad.AnnData):
         raise TypeError(f"Expected an AnnData, got {type(adata).__name__}.")
-    if adata.n_obs == 0 or adata.n_vars == 0:
+    if adata.is_view:
         raise ValueError(
-            f"The AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes); give at least "
-            "one cell and one gene."
+            "The AnnData is a view of another one (a subset such as `adata[mask]`); "
+            "registration adds columns to it, so pass an actual AnnData: "
+            "`adata = adata[mask].copy()`."
+        )
+    if adata.n_obs == 0 or adata.n_vars < MIN_GENES:
+        raise ValueError(
+            f"The AnnData has {adata.n_obs} cells x {adata.n_vars} genes; give at least one "
+            f"cell and {MIN_GENES} genes (the decoder models how counts spread over genes, so a "
+            "single gene leaves it nothing to learn)."
         )
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     if layer is not None and layer not in adata.layers:
@@ -49,7 +57,8 @@ def validate_counts(adata: ad.AnnData, layer: str | None = None) -> None:
     matrix = adata.X if layer is None else adata.layers[layer]
     if matrix is None:
         raise ValueError(f"{where} is empty (None); store raw counts there.")
-    for chunk in _row_chunks(matrix):
+    empty_cells = []
+    for start, chunk in zip(range(0, matrix.shape[0], _CHUNK), _row_chunks(matrix), strict=True):
         values = _values_of(chunk)
         if values.dtype.kind not in "biuf":
             raise ValueError(f"{where} must be numeric, got dtype {values.dtype}.")
@@ -66,6 +75,15 @@ def validate_counts(adata: ad.AnnData, layer: str | None = None) -> None:
                 )
         if values.size and values.min() < 0:
             raise ValueError(f"{where} contains negative values; the model needs raw counts.")
+        totals = np.asarray(chunk.sum(axis=1)).ravel()
+        empty_cells.extend(start + np.flatnonzero(totals == 0))
+    if empty_cells:
+        examples = list(adata.obs_names[empty_cells[:3]])
+        raise ValueError(
+            f"{len(empty_cells)} cells have no counts in {where} (e.g. {examples}); the "
+            "autoencoder cannot learn from a cell of library size 0. Remove them first, for "
+            "example with `sc.pp.filter_cells(adata, min_counts=1)`."
+        )
 
 
 def row_sums(matrix) -> np.ndarray:
@@ -84,4 +102,31 @@ def positive_int(name: str, value, allow_none: bool = True) -> int | None:
         raise TypeError(f"`{name}` must be a positive integer, got {value!r}.")
     if value <= 0:
         raise ValueError(f"`{name}` must be a positive integer, got {value}.")
+    return int(value)
+
+
+def one_of(name: str, value, choices) -> str:
+    """``value`` if it is one of the string ``choices``; a TypeError or ValueError naming them."""
+    if not isinstance(value, str):
+        raise TypeError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}; choose one of {list(choices)}.")
+    return value
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` if it is a bool (NumPy's too); a TypeError otherwise."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False, got {value!r}.")
+    return bool(value)
+
+
+def check_seed(value) -> int | None:
+    """A random seed: None or a non-negative integer."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"`seed` must be a non-negative integer or None, got {value!r}.")
+    if value < 0:
+        raise ValueError(f"`seed` must be a non-negative integer or None, got {value}.")
     return int(value)
