@@ -310,3 +310,99 @@ def test_coo_never_reaches_the_model():
     them, this fails and COO joins the property test's formats."""
     with pytest.raises(ValueError, match="Only CSR and CSC"):
         ad.AnnData(X=sparse.coo_matrix(np.ones((3, 2))))
+
+
+def _small_anndata():
+    case = {**TYPICAL, "format": "csr", "dtype": "float32", "form": "in memory"}
+    return make_anndata({**case, "condition": "categorical", "zero genes": False}, Path("."))
+
+
+SETUP_ARGUMENTS = ("layer", "cell_type_key", "tissue_key", "condition_keys", "batch_key")
+
+
+@settings(PROPERTY, max_examples=150)
+@given(argument=st.sampled_from(SETUP_ARGUMENTS), value=JUNK)
+def test_setup_anndata_with_any_argument_value(argument, value):
+    adata = _small_anndata()
+    before = snapshot(adata)
+    try:
+        ScDiffusion.setup_anndata(adata, **{argument: value})
+    except (ValueError, TypeError) as error:
+        assert_clear(error)
+        assert_untouched(adata, before)
+        assert not any(c.startswith("_scvi") for c in adata.obs.columns)
+        event(f"{argument}: rejected")
+    else:
+        event(f"{argument}: accepted")
+        assert_untouched(adata, before)
+
+
+MODEL_ARGUMENTS = (
+    "n_latent",
+    "n_hidden",
+    "n_layers",
+    "dropout_rate",
+    "denoiser_width",
+    "guidance_horizon",
+    "n_timesteps",
+    "beta_start",
+    "beta_end",
+    "autoencoder",
+    "gene_likelihood",
+    "dispersion",
+    "guidance",
+    "condition_dropout",
+)
+
+
+@settings(PROPERTY, max_examples=250)
+@given(argument=st.sampled_from(MODEL_ARGUMENTS), value=JUNK)
+def test_model_with_any_argument_value(argument, value):
+    adata = _small_anndata()
+    ScDiffusion.setup_anndata(adata, cell_type_key="label")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ScDiffusion(adata, **{argument: value})
+    except (ValueError, TypeError) as error:
+        assert_clear(error)
+        event(f"{argument}: rejected")
+    else:
+        event(f"{argument}: accepted")
+
+
+TRAIN_ARGUMENTS = (
+    "max_epochs",
+    "stages",
+    "vae_epochs",
+    "diffusion_epochs",
+    "classifier_epochs",
+    "train_size",
+    "validation_size",
+    "batch_size",
+    "latent_batch_size",
+    "ema_decay",
+)
+
+
+@settings(PROPERTY, max_examples=60)
+@given(argument=st.sampled_from(TRAIN_ARGUMENTS), value=JUNK)
+def test_train_with_any_argument_value(argument, value):
+    adata = _small_anndata()
+    ScDiffusion.setup_anndata(adata, cell_type_key="label")
+    model = ScDiffusion(adata, n_latent=2, n_hidden=8, denoiser_width=16)
+    # every stage's epochs are set, so a valid value of any one argument trains briefly
+    epochs = {f"{s}_epochs": 1 for s in ("vae", "diffusion", "classifier")}
+    kwargs = {"max_epochs": 1, **epochs, "batch_size": 16, "latent_batch_size": 16}
+    kwargs[argument] = value
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quiet_train(model, **kwargs)
+    except (ValueError, TypeError) as error:
+        assert_clear(error)
+        assert model.trained_stages_ == []
+        event(f"{argument}: rejected")
+    else:
+        event(f"{argument}: accepted")
+        assert model.is_trained_

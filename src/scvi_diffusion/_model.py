@@ -68,6 +68,8 @@ from ._trainingplans import (
 )
 from ._validation import (
     check_bool,
+    check_key,
+    check_number,
     check_seed,
     one_of,
     positive_int,
@@ -243,14 +245,18 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             ("dispersion", dispersion, DISPERSIONS),
         ):
             one_of(name, value, valid)
-        if (
-            isinstance(condition_dropout, bool)
-            or not isinstance(condition_dropout, Real)
-            or not 0.0 < condition_dropout < 1.0
+        condition_dropout = check_number("condition_dropout", condition_dropout, 0.0, 1.0)
+        dropout_rate = check_number("dropout_rate", dropout_rate, 0.0, 1.0, low_open=False)
+        beta_start = check_number("beta_start", beta_start, 0.0, 1.0)
+        beta_end = check_number("beta_end", beta_end, 0.0, 1.0)
+        for name, value in (
+            ("n_hidden", n_hidden),
+            ("n_layers", n_layers),
+            ("guidance_horizon", guidance_horizon),
+            ("n_timesteps", n_timesteps),
         ):
-            raise ValueError(
-                f"`condition_dropout` must be a number in (0, 1), got {condition_dropout!r}."
-            )
+            positive_int(name, value, allow_none=False)
+        positive_int("denoiser_width", denoiser_width)
         n_latent = positive_int("n_latent", n_latent) or DEFAULT_N_LATENT[autoencoder]
         if autoencoder == "mlp" and self.summary_stats.n_batch > 1:
             warnings.warn(
@@ -340,6 +346,25 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             training cell with the same conditions.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
+        for name, value in (
+            ("layer", layer),
+            ("cell_type_key", cell_type_key),
+            ("tissue_key", tissue_key),
+            ("batch_key", batch_key),
+        ):
+            check_key(name, value)
+        if not (
+            condition_keys is None
+            or isinstance(condition_keys, str)
+            or (
+                isinstance(condition_keys, Sequence)
+                and all(isinstance(k, str) for k in condition_keys)
+            )
+        ):
+            raise TypeError(
+                f"`condition_keys` must be a column name or a list of them, got "
+                f"{condition_keys!r}."
+            )
         keys = cls._condition_keys_from_args(cell_type_key, tissue_key, condition_keys)
         if not kwargs.get("source_registry"):
             validate_counts(adata, layer)
@@ -607,12 +632,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         batch_size = positive_int("batch_size", batch_size, allow_none=False)
         latent_batch_size = positive_int("latent_batch_size", latent_batch_size, allow_none=False)
         if ema_decay is not None:
-            if isinstance(ema_decay, bool) or not isinstance(ema_decay, Real):
-                raise TypeError(
-                    f"`ema_decay` must be a number in (0, 1) or None, got {ema_decay!r}."
-                )
-            if not 0.0 < ema_decay < 1.0:
-                raise ValueError(f"`ema_decay` must be in (0, 1) or None, got {ema_decay!r}.")
+            ema_decay = check_number("ema_decay", ema_decay, 0.0, 1.0)
         train_size, validation_size = self._check_split(train_size, validation_size)
         stages = self._stages_to_train(stages)
         n_obs = self.adata.n_obs
@@ -725,30 +745,23 @@ class ScDiffusion(VAEMixin, BaseModelClass):
 
     def _check_split(self, train_size, validation_size) -> tuple[float, float | None]:
         """Valid ``train_size`` and ``validation_size`` that leave at least 2 training cells."""
-        for name, value, allow_none in (
-            ("train_size", train_size, False),
-            ("validation_size", validation_size, True),
-        ):
-            if value is None and allow_none:
-                continue
-            if isinstance(value, bool) or not isinstance(value, Real):
-                raise TypeError(f"`{name}` must be a number in (0, 1], got {value!r}.")
-        if not 0.0 < train_size <= 1.0:
-            raise ValueError(f"`train_size` must be in (0, 1], got {train_size}.")
-        if validation_size is not None and not (
-            0.0 <= validation_size < 1.0 and train_size + validation_size <= 1.0
-        ):
-            raise ValueError(
-                "`validation_size` must be in [0, 1) with `train_size + validation_size <= 1`, "
-                f"got {validation_size} (train_size={train_size})."
+        train_size = check_number("train_size", train_size, 0.0, 1.0, high_open=False)
+        if validation_size is not None:
+            validation_size = check_number(
+                "validation_size", validation_size, 0.0, 1.0, low_open=False
             )
+            if train_size + validation_size > 1.0:
+                raise ValueError(
+                    "`train_size + validation_size` must be at most 1, got "
+                    f"{train_size} + {validation_size}."
+                )
         n_train = math.ceil(train_size * self.adata.n_obs)
         if n_train < 2:
             raise ValueError(
                 f"Training needs at least 2 cells; {self.adata.n_obs} cells with train_size="
                 f"{train_size} give {n_train}."
             )
-        return float(train_size), None if validation_size is None else float(validation_size)
+        return train_size, validation_size
 
     def _without_one_cell_batches(self, split_kwargs: dict, batch_size: int) -> dict:
         """The VAE's BatchNorm cannot train on a minibatch of one cell: when the training set

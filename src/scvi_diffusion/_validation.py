@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import anndata as ad
 import numpy as np
@@ -130,3 +130,25 @@ def check_seed(value) -> int | None:
     if value < 0:
         raise ValueError(f"`seed` must be a non-negative integer or None, got {value}.")
     return int(value)
+
+
+def check_number(
+    name: str, value, low: float, high: float, low_open: bool = True, high_open: bool = True
+) -> float:
+    """``value`` as a float; a TypeError unless it is a real number, a ValueError unless it lies
+    between ``low`` and ``high`` (open or closed ends)."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"`{name}` must be a number in {interval}, got {value!r}.")
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (above and below):
+        raise ValueError(f"`{name}` must be in {interval}, got {value!r}.")
+    return float(value)
+
+
+def check_key(name: str, value) -> str | None:
+    """An obs column or layer name: a string or None."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"`{name}` must be a column name (a string) or None, got {value!r}.")
+    return value
