@@ -133,6 +133,10 @@ def _n_processes(accelerator, devices, trainer_kwargs: Mapping) -> int:
     return max(1, n_devices * n_nodes)
 
 
+def _all_finite(module: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
 @contextlib.contextmanager
 def _seeded(seed: int | None, device: torch.device):
     """Fix torch's random state for a block, without touching the caller's."""
@@ -491,7 +495,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         except NonFiniteLossError:
             raise
         except Exception as error:
-            if not all(bool(torch.isfinite(p).all()) for p in training_plan.module.parameters()):
+            if not _all_finite(training_plan.module):
                 raise NonFiniteLossError(stage, "the weights") from error
             raise
         finally:
@@ -689,13 +693,13 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             self.trained_stages_ = list(trained)
             try:
                 self._reinitialize_if_not_finite(stage)
+                module = getattr(self.module, STAGE_MODULES[stage])
                 if stage == "vae":
                     splitter = self._data_splitter_cls(
                         self.adata_manager,
                         batch_size=batch_size,
                         **self._without_one_cell_batches(split_kwargs, batch_size),
                     )
-                    module = getattr(self.module, STAGE_MODULES[stage])
                     plan = self._training_plan_cls(module, **plan_kwargs[stage])
                 else:
                     if latent_manager is None:
@@ -705,7 +709,6 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                     splitter = self._data_splitter_cls(
                         latent_manager, batch_size=latent_batch_size, **split_kwargs
                     )
-                    module = getattr(self.module, STAGE_MODULES[stage])
                     plan = self._latent_training_plan_cls(module, **plan_kwargs[stage])
                 history.update(
                     self._run_stage(
@@ -731,7 +734,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         run), since training from them cannot recover; buffers (the latent standardisation)
         are kept."""
         module = getattr(self.module, STAGE_MODULES[stage])
-        if all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+        if _all_finite(module):
             return
         logger.info(f"Re-initialising the weights of stage {stage!r}: they are not finite.")
         fresh = dict(
