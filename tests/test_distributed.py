@@ -22,25 +22,40 @@ BUDGET = {"vae_epochs": 200, "diffusion_epochs": 1500, "classifier_epochs": 150}
 SINGLE_PROCESS_BUDGET = {key: epochs // 2 for key, epochs in BUDGET.items()}
 
 
-@pytest.fixture(scope="module")
-def distributed_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
+def _run_script(out, budget, *extra, timeout=1800):
     # one thread per process: two processes share the two cores of a CI machine
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     env.pop("LOCAL_RANK", None)
     completed = subprocess.run(
-        [sys.executable, str(SCRIPT), str(out), "2", *map(str, BUDGET.values())],
+        [sys.executable, str(SCRIPT), str(out), "2", *map(str, budget.values()), *extra],
         env=env,
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=timeout,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def distributed_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    _run_script(out, BUDGET)
     return out
+
+
+def test_a_nan_on_one_process_stops_every_process(tmp_path):
+    """Only rank 0's loss turns NaN; both processes stop with the stage's error, VAE kept."""
+    budget = {"vae_epochs": 1, "diffusion_epochs": 3, "classifier_epochs": 1}
+    records = _run_script(tmp_path, budget, "poison", timeout=600)
+    for record in records:
+        assert "Training stage 'diffusion' stopped" in record["error"]
+        assert record["trained_stages"] == ["vae"]
 
 
 def test_two_processes_train_one_model(distributed_run):
     records = [json.loads((distributed_run / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["error"] for r in records] == [None, None]
     assert [r["rank"] for r in records] == [0, 1]
     assert [r["world_size"] for r in records] == [2, 2]
     # every stage averaged the gradients of both processes: their weights are the same

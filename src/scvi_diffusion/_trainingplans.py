@@ -114,7 +114,10 @@ class StopOnNonFiniteLoss(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         """Check the step's loss."""
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all()):
+        finite = not isinstance(loss, torch.Tensor) or bool(torch.isfinite(loss).all())
+        # with data parallel training every process stops at the same step, so none is left
+        # waiting for the others' gradients
+        if not trainer.strategy.reduce_boolean_decision(finite, all=True):
             raise NonFiniteLossError(
                 self.stage,
                 f"the loss at epoch {trainer.current_epoch}, step {trainer.global_step}",
