@@ -1,4 +1,4 @@
-"""Command-line interface: ``scvi-diffusion demo``."""
+"""Command-line interface: ``scvi-diffusion demo|train|generate|evaluate``."""
 
 from __future__ import annotations
 
@@ -78,6 +78,92 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read(path: str, backed: bool = False):
+    import anndata as ad
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"No file at {path!r}.")
+    return ad.read_h5ad(path, backed="r" if backed else None)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import scvi
+
+    from ._model import ScDiffusion
+
+    scvi.settings.seed = args.seed
+    adata = _read(args.data, backed=args.backed)
+    print(f"Read {args.data}: {adata.n_obs} cells x {adata.n_vars} genes.")
+    ScDiffusion.setup_anndata(
+        adata,
+        layer=args.layer,
+        cell_type_key=args.cell_type_key,
+        tissue_key=args.tissue_key,
+        condition_keys=args.condition_key,
+        batch_key=args.batch_key,
+    )
+    model = ScDiffusion(adata, guidance=args.guidance)
+    model.train(max_epochs=args.max_epochs)
+    # the model needs its training cells (library sizes, conditions) to generate
+    model.save(args.out, overwrite=args.overwrite, save_anndata=not args.no_save_data)
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in model.stage_seconds_.items())
+    print(f"Trained ({stages}); saved the model to {args.out}.")
+    return 0
+
+
+def _conditions(pairs: list[str]) -> dict[str, str]:
+    conditions = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--condition takes KEY=VALUE, got {pair!r}.")
+        conditions[key] = value
+    return conditions
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from ._model import ScDiffusion
+
+    adata = None if args.data is None else _read(args.data)
+    model = ScDiffusion.load(args.model, adata=adata, accelerator=args.accelerator)
+    synthetic = model.generate(
+        n=args.n,
+        cell_type=args.cell_type,
+        tissue=args.tissue,
+        conditions=_conditions(args.condition) or None,
+        guidance_scale=args.guidance_scale,
+        sampler=args.sampler,
+        n_steps=args.n_steps,
+        output=args.output,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        out=args.out,
+    )
+    print(f"Wrote {synthetic.n_obs} cells x {synthetic.n_vars} genes to {args.out}.")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from . import metrics
+
+    real, synthetic = _read(args.real), _read(args.synthetic)
+    frame = metrics.evaluate(
+        real, synthetic, condition_key=args.condition_key, random_state=args.seed
+    )
+    if args.out:
+        frame.to_csv(args.out)
+    overall = frame.loc["all"]
+    print(
+        f"Fidelity of {synthetic.n_obs} synthetic vs {real.n_obs} real cells (floor: real vs real)"
+    )
+    print(f"  {'metric':<30}{'synthetic':>10}{'floor':>10}")
+    for metric, row in overall.iterrows():
+        print(f"  {metric:<30}{row['synthetic']:>10.3f}{row['floor']:>10.3f}")
+    if args.out:
+        print(f"Wrote every metric, overall and per condition, to {args.out}.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``scvi-diffusion`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -98,13 +184,114 @@ def build_parser() -> argparse.ArgumentParser:
         help="Cap on the epochs of every training stage (default: the model's budget).",
     )
     demo.set_defaults(func=_demo)
+
+    train = commands.add_parser(
+        "train",
+        help="Train a model on an .h5ad file of raw counts and save it.",
+        description="Train ScDiffusion on DATA (raw counts) and save it to --out. The training "
+        "cells are saved with the model (generate needs them), unless --no-save-data.",
+    )
+    train.add_argument("data", help="AnnData file (.h5ad) with raw counts.")
+    train.add_argument("--out", required=True, help="Folder to save the model in.")
+    train.add_argument("--cell-type-key", help="Obs column with cell types.")
+    train.add_argument("--tissue-key", help="Obs column with tissues.")
+    train.add_argument(
+        "--condition-key",
+        action="append",
+        default=[],
+        help="Further obs column to condition on (repeat for several).",
+    )
+    train.add_argument("--batch-key", help="Obs column with batches.")
+    train.add_argument("--layer", help="Layer with the raw counts (default: X).")
+    train.add_argument(
+        "--guidance",
+        choices=["classifier", "classifier_free"],
+        default="classifier",
+        help="Guidance mode (default: %(default)s).",
+    )
+    train.add_argument(
+        "--max-epochs", type=int, help="Cap on the epochs of every stage (default: none)."
+    )
+    train.add_argument("--seed", type=int, default=0, help="Random seed (default: %(default)s).")
+    train.add_argument(
+        "--backed", action="store_true", help="Read DATA on demand instead of into memory."
+    )
+    train.add_argument("--overwrite", action="store_true", help="Replace a model in --out.")
+    train.add_argument(
+        "--no-save-data",
+        action="store_true",
+        help="Do not save the training cells with the model (generate then needs --data).",
+    )
+    train.set_defaults(func=_train)
+
+    generate = commands.add_parser(
+        "generate",
+        help="Generate cells from a saved model into an .h5ad file.",
+        description="Load the model in MODEL and stream generated cells to --out.",
+    )
+    generate.add_argument("model", help="Folder of a saved model.")
+    generate.add_argument("--out", required=True, help="File to write (.h5ad).")
+    generate.add_argument("-n", type=int, default=1000, help="Cells (default: %(default)s).")
+    generate.add_argument("--cell-type", help="Cell type to generate.")
+    generate.add_argument("--tissue", help="Tissue to generate.")
+    generate.add_argument(
+        "--condition",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="A condition to generate (repeat for several).",
+    )
+    generate.add_argument(
+        "--data", help="The training AnnData, if it was not saved with the model."
+    )
+    generate.add_argument(
+        "--guidance-scale", type=float, help="Guidance scale (default: model's)."
+    )
+    generate.add_argument("--sampler", choices=["dpmpp_2m", "ddim", "ddpm"], help="Sampler.")
+    generate.add_argument("--n-steps", type=int, help="Sampler steps (default: sampler's).")
+    generate.add_argument(
+        "--output",
+        choices=["counts", "normalized"],
+        default="counts",
+        help="Counts or normalised expression (default: %(default)s).",
+    )
+    generate.add_argument(
+        "--batch-size", type=int, default=2048, help="Cells per batch (default: %(default)s)."
+    )
+    generate.add_argument(
+        "--seed", type=int, default=0, help="Random seed (default: %(default)s)."
+    )
+    generate.add_argument(
+        "--accelerator", default="auto", help="cpu, gpu or auto (default: %(default)s)."
+    )
+    generate.set_defaults(func=_generate)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="Score synthetic cells against real ones (metrics.evaluate).",
+        description="Every fidelity metric of synthetic vs real cells, with its floor (real "
+        "vs real cells). Give held-out real cells, not the training cells.",
+    )
+    evaluate.add_argument("real", help="Real cells (.h5ad, raw counts).")
+    evaluate.add_argument("synthetic", help="Synthetic cells (.h5ad).")
+    evaluate.add_argument("--condition-key", help="Obs column to score per condition.")
+    evaluate.add_argument("--out", help="CSV file for every metric, overall and per condition.")
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="Random seed (default: %(default)s)."
+    )
+    evaluate.set_defaults(func=_evaluate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``scvi-diffusion`` command."""
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        # bad input gets its message, not a traceback; exit status 2 as for usage errors
+        parser.exit(2, f"scvi-diffusion {args.command}: error: {error}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

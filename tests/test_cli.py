@@ -1,0 +1,111 @@
+"""The command line: train, generate and evaluate from files, --help, and clear errors."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import scvi_diffusion
+from scvi_diffusion._cli import build_parser, main
+
+COMMANDS = ("demo", "train", "generate", "evaluate")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    train, test = scvi_diffusion.metrics.stratified_split(
+        scvi_diffusion.data.pbmc68k(), "cell_type", random_state=0
+    )
+    train.write_h5ad(folder / "train.h5ad")
+    test.write_h5ad(folder / "test.h5ad")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(files):
+    model = files / "model"
+    args = ["train", str(files / "train.h5ad"), "--out", str(model)]
+    assert main([*args, "--cell-type-key", "cell_type", "--max-epochs", "2"]) == 0
+    return model
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert f"usage: scvi-diffusion {command}" in capsys.readouterr().out
+
+
+def test_train_generate_evaluate(files, trained, capsys):
+    assert sorted(p.name for p in trained.iterdir()) == ["adata.h5ad", "model.pt"]
+    out = files / "b_cells.h5ad"
+    args = ["generate", str(trained), "-n", "50", "--cell-type", "CD19+ B", "--out", str(out)]
+    assert main([*args, "--n-steps", "5", "--seed", "3"]) == 0
+    synthetic = ad.read_h5ad(out)
+    assert synthetic.shape == (50, 765)
+    assert (synthetic.obs["cell_type"] == "CD19+ B").all()
+    assert synthetic.uns["scdiffusion"]["seed"] == 3
+
+    # the same request through the Python API gives the same cells
+    model = scvi_diffusion.ScDiffusion.load(str(trained))
+    same = model.generate(n=50, cell_type="CD19+ B", n_steps=5, seed=3, progress_bar=False)
+    np.testing.assert_array_equal(same.X.toarray(), synthetic.X.toarray())
+
+    table = files / "fidelity.csv"
+    capsys.readouterr()
+    assert main(["evaluate", str(files / "test.h5ad"), str(out), "--out", str(table)]) == 0
+    printed = capsys.readouterr().out
+    assert "knn_auc" in printed and "floor" in printed
+    frame = pd.read_csv(table, index_col=[0, 1])
+    assert {"synthetic", "floor"} <= set(frame.columns)
+
+
+def test_generate_with_conditions_and_separate_data(files, capsys):
+    model = files / "model_without_data"
+    args = ["train", str(files / "train.h5ad"), "--out", str(model), "--no-save-data"]
+    assert main([*args, "--cell-type-key", "cell_type", "--max-epochs", "1", "--backed"]) == 0
+    assert sorted(p.name for p in model.iterdir()) == ["model.pt"]
+    out = str(files / "monocytes.h5ad")
+    request = ["generate", str(model), "-n", "20", "--out", out, "--n-steps", "3"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*request, "--condition", "cell_type=CD14+ Monocyte"])
+    assert exit_.value.code == 2
+    assert "No AnnData was saved with the model" in capsys.readouterr().err
+    data = ["--data", str(files / "train.h5ad")]
+    assert main([*request, *data, "--condition", "cell_type=CD14+ Monocyte"]) == 0
+    assert (ad.read_h5ad(out).obs["cell_type"] == "CD14+ Monocyte").all()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "missing.h5ad", "--out", "m"], "No file at 'missing.h5ad'"),
+        (["generate", "no_model", "--out", "x.h5ad"], "No saved model"),
+        (["evaluate", "a.h5ad", "b.h5ad"], "No file at 'a.h5ad'"),
+    ],
+)
+def test_bad_input_is_an_error_message_not_a_traceback(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_values_are_reported(files, trained, capsys):
+    argv = ["train", str(files / "train.h5ad"), "--out", str(files / "m2")]
+    with pytest.raises(SystemExit):
+        main([*argv, "--cell-type-key", "celltype"])
+    assert "'celltype' is not a column of adata.obs" in capsys.readouterr().err
+    argv = ["generate", str(trained), "--out", str(files / "x.h5ad"), "--cell-type", "Neuron"]
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "Unknown value" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["generate", str(trained), "--out", "x.h5ad", "--condition", "cell_type"])
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_parser_lists_the_commands():
+    assert set(COMMANDS) <= set(build_parser()._subparsers._group_actions[0].choices)
