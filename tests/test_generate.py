@@ -150,6 +150,7 @@ def test_unseen_combination_warns(tiny_model):
         ({"n_steps": 0}, ValueError, "positive integer"),
         ({"batch_size": 0}, ValueError, "positive integer"),
         ({"seed": "x"}, TypeError, "seed"),
+        ({"cell_type": {}}, TypeError, "must be category labels.*Valid values"),
         ({"guidance_scale": -1.0}, ValueError, "non-negative"),
         ({"guidance_scale": {"organ": 1.0}}, ValueError, "Unknown condition"),
         ({"conditions": ["CD19+ B"]}, TypeError, "conditions"),

@@ -143,6 +143,8 @@ def test_empty_anndata(pbmc):
 def test_missing_column_and_missing_values(pbmc):
     with pytest.raises(ValueError, match="not a column of adata.obs"):
         ScDiffusion.setup_anndata(pbmc, cell_type_key="celltype")
+    with pytest.raises(ValueError, match="'' is not a column of adata.obs"):
+        ScDiffusion.setup_anndata(pbmc, batch_key="")
     pbmc.obs["cell_type"] = pbmc.obs["cell_type"].astype(object)
     pbmc.obs.iloc[5, pbmc.obs.columns.get_loc("cell_type")] = np.nan
     before = snapshot(pbmc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from numbers import Integral
 
@@ -62,6 +62,12 @@ class ConditionSpace:
     def validate_values(self, key: str, values) -> pd.Categorical:
         """Check requested values against the training categories."""
         values = pd.Series(np.asarray(values, dtype=object).ravel())
+        labels = [v for v in values if not isinstance(v, Hashable)]
+        if labels:
+            raise TypeError(
+                f"Values of condition {key!r} must be category labels (strings or numbers), "
+                f"got {labels[0]!r}. Valid values: {list(self.categories_of(key))}."
+            )
         if values.isna().any():
             raise ValueError(
                 f"Condition {key!r} has missing values (NaN/None) in {int(values.isna().sum())} "

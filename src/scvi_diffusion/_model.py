@@ -372,7 +372,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         keys = cls._condition_keys_from_args(cell_type_key, tissue_key, condition_keys)
         if not kwargs.get("source_registry"):
             validate_counts(adata, layer)
-            for key in [*keys, *([batch_key] if batch_key else [])]:
+            for key in [*keys, *([] if batch_key is None else [batch_key])]:
                 if key not in adata.obs:
                     raise ValueError(
                         f"{key!r} is not a column of adata.obs; available columns: "
