@@ -151,6 +151,24 @@ def assert_clear(error: Exception):
     assert len(str(error)) > 20, str(error)
 
 
+REJECTED = object()
+
+
+def attempt(argument: str, call):
+    """``call()`` with warnings silenced: its result, or ``REJECTED`` if it raised a clear
+    ValueError/TypeError from scvi-diffusion's checks. Records which, per argument."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = call()
+    except (ValueError, TypeError) as error:
+        assert_clear(error)
+        event(f"{argument}: rejected")
+        return REJECTED
+    event(f"{argument}: accepted")
+    return result
+
+
 def check_case(case) -> str:
     """Set up, train and generate on the case's AnnData; return what happened."""
     with tempfile.TemporaryDirectory() as folder:
@@ -277,15 +295,8 @@ def test_generate_with_any_argument_value(tiny_model, argument, value):
     kwargs = {"n": 4, "n_steps": 2, "progress_bar": False, "seed": 0, argument: value}
     if argument == "interpolate":
         kwargs["n"] = 6
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            synthetic = tiny_model.generate(**kwargs)
-    except (ValueError, TypeError) as error:
-        assert_clear(error)
-        event(f"{argument}: rejected")
-    else:
-        event(f"{argument}: accepted")
+    synthetic = attempt(argument, lambda: tiny_model.generate(**kwargs))
+    if synthetic is not REJECTED:
         assert isinstance(synthetic, ad.AnnData) and synthetic.n_obs > 0
         assert list(synthetic.var_names) == list(tiny_model.adata.var_names)
     pd.testing.assert_frame_equal(tiny_model.adata.obs, obs)
@@ -325,16 +336,12 @@ SETUP_ARGUMENTS = ("layer", "cell_type_key", "tissue_key", "condition_keys", "ba
 def test_setup_anndata_with_any_argument_value(argument, value):
     adata = _small_anndata()
     before = snapshot(adata)
-    try:
-        ScDiffusion.setup_anndata(adata, **{argument: value})
-    except (ValueError, TypeError) as error:
-        assert_clear(error)
-        assert_untouched(adata, before)
+    if (
+        attempt(argument, lambda: ScDiffusion.setup_anndata(adata, **{argument: value}))
+        is REJECTED
+    ):
         assert not any(c.startswith("_scvi") for c in adata.obs.columns)
-        event(f"{argument}: rejected")
-    else:
-        event(f"{argument}: accepted")
-        assert_untouched(adata, before)
+    assert_untouched(adata, before)
 
 
 MODEL_ARGUMENTS = (
@@ -360,15 +367,7 @@ MODEL_ARGUMENTS = (
 def test_model_with_any_argument_value(argument, value):
     adata = _small_anndata()
     ScDiffusion.setup_anndata(adata, cell_type_key="label")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ScDiffusion(adata, **{argument: value})
-    except (ValueError, TypeError) as error:
-        assert_clear(error)
-        event(f"{argument}: rejected")
-    else:
-        event(f"{argument}: accepted")
+    attempt(argument, lambda: ScDiffusion(adata, **{argument: value}))
 
 
 TRAIN_ARGUMENTS = (
@@ -395,14 +394,7 @@ def test_train_with_any_argument_value(argument, value):
     epochs = {f"{s}_epochs": 1 for s in ("vae", "diffusion", "classifier")}
     kwargs = {"max_epochs": 1, **epochs, "batch_size": 16, "latent_batch_size": 16}
     kwargs[argument] = value
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quiet_train(model, **kwargs)
-    except (ValueError, TypeError) as error:
-        assert_clear(error)
+    if attempt(argument, lambda: quiet_train(model, **kwargs)) is REJECTED:
         assert model.trained_stages_ == []
-        event(f"{argument}: rejected")
     else:
-        event(f"{argument}: accepted")
         assert model.is_trained_

@@ -164,6 +164,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_seed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="Random seed (default: %(default)s).")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``scvi-diffusion`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -176,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Train on the bundled PBMC cells, generate, and write a UMAP and a fidelity summary.",
     )
     demo.add_argument("--out", default="demo_output", help="Output folder (default: %(default)s).")
-    demo.add_argument("--seed", type=int, default=0, help="Random seed (default: %(default)s).")
+    _add_seed(demo)
     demo.add_argument(
         "--max-epochs",
         type=int,
@@ -212,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--max-epochs", type=int, help="Cap on the epochs of every stage (default: none)."
     )
-    train.add_argument("--seed", type=int, default=0, help="Random seed (default: %(default)s).")
+    _add_seed(train)
     train.add_argument(
         "--backed", action="store_true", help="Read DATA on demand instead of into memory."
     )
@@ -258,9 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--batch-size", type=int, default=2048, help="Cells per batch (default: %(default)s)."
     )
-    generate.add_argument(
-        "--seed", type=int, default=0, help="Random seed (default: %(default)s)."
-    )
+    _add_seed(generate)
     generate.add_argument(
         "--accelerator", default="auto", help="cpu, gpu or auto (default: %(default)s)."
     )
@@ -276,9 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("synthetic", help="Synthetic cells (.h5ad).")
     evaluate.add_argument("--condition-key", help="Obs column to score per condition.")
     evaluate.add_argument("--out", help="CSV file for every metric, overall and per condition.")
-    evaluate.add_argument(
-        "--seed", type=int, default=0, help="Random seed (default: %(default)s)."
-    )
+    _add_seed(evaluate)
     evaluate.set_defaults(func=_evaluate)
     return parser
 

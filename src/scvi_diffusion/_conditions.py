@@ -5,10 +5,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
 import pandas as pd
+
+from ._validation import positive_int
 
 DEFAULT_N_CELLS = 1000
 
@@ -84,17 +85,6 @@ class ConditionSpace:
         return pd.Categorical(values, categories=categories)
 
 
-def validate_n(n) -> int | None:
-    """``n`` must be a positive integer or None."""
-    if n is None:
-        return None
-    if isinstance(n, bool) or not isinstance(n, Integral):
-        raise TypeError(f"`n` must be a positive integer, got {n!r} ({type(n).__name__}).")
-    if n <= 0:
-        raise ValueError(f"`n` must be a positive integer, got {n}.")
-    return int(n)
-
-
 def parse_requests(
     space: ConditionSpace,
     n: int | None,
@@ -116,7 +106,7 @@ def parse_requests(
         None, a dict (condition name to a value or one value per cell), or a DataFrame/Series
         with one row per cell.
     """
-    n = validate_n(n)
+    n = positive_int("n", n)
     requested: dict[str, object] = {}
 
     def add(name, value):

@@ -758,7 +758,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                     "`train_size + validation_size` must be at most 1, got "
                     f"{train_size} + {validation_size}."
                 )
-        n_train = math.ceil(train_size * self.adata.n_obs)
+        n_train = self._n_train(train_size)
         if n_train < 2:
             raise ValueError(
                 f"Training needs at least 2 cells; {self.adata.n_obs} cells with train_size="
@@ -766,10 +766,14 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             )
         return train_size, validation_size
 
+    def _n_train(self, train_size: float) -> int:
+        """Training cells for ``train_size``, as scvi-tools' DataSplitter counts them."""
+        return math.ceil(train_size * self.adata.n_obs)
+
     def _without_one_cell_batches(self, split_kwargs: dict, batch_size: int) -> dict:
         """The VAE's BatchNorm cannot train on a minibatch of one cell: when the training set
         would end with one, drop that last (shuffled, so each epoch another) cell."""
-        n_train = math.ceil(split_kwargs["train_size"] * self.adata.n_obs)
+        n_train = self._n_train(split_kwargs["train_size"])
         if "drop_last" in split_kwargs or n_train % batch_size != 1:
             return split_kwargs
         return {**split_kwargs, "drop_last": True}
@@ -1382,11 +1386,10 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         **anndata_write_kwargs
             Keyword arguments for :meth:`anndata.AnnData.write_h5ad`.
         """
-        if not isinstance(dir_path, (str, os.PathLike)):
-            raise TypeError(f"`dir_path` must be a folder path, got {type(dir_path).__name__}.")
-        prefix = self._check_prefix(prefix)
-        attributes = {name: value for name, value in self._get_user_attributes()}
-        attributes = {name: value for name, value in attributes.items() if name.endswith("_")}
+        folder, prefix = self._model_folder(dir_path, prefix)
+        attributes = {
+            name: value for name, value in self._get_user_attributes() if name[-1] == "_"
+        }
         var_names = np.asarray(self.adata.var_names.astype(str), dtype=object)
 
         def write(folder: Path) -> list[str]:
@@ -1406,13 +1409,16 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             # the model file last: an existing folder gets the new model only once complete
             return [*written, model_name]
 
-        save_atomically(Path(dir_path), overwrite, write)
+        save_atomically(folder, overwrite, write)
 
     @staticmethod
-    def _check_prefix(prefix) -> str:
+    def _model_folder(dir_path, prefix) -> tuple[Path, str]:
+        """The folder of a saved model and its file-name prefix, type-checked."""
+        if not isinstance(dir_path, (str, os.PathLike)):
+            raise TypeError(f"`dir_path` must be a folder path, got {type(dir_path).__name__}.")
         if prefix is not None and not isinstance(prefix, str):
             raise TypeError(f"`prefix` must be a string or None, got {type(prefix).__name__}.")
-        return prefix or ""
+        return Path(dir_path), prefix or ""
 
     @classmethod
     def load_registry(cls, dir_path: str | os.PathLike, prefix: str | None = None) -> dict:
@@ -1425,8 +1431,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         prefix
             Prefix of the saved file names.
         """
-        path = Path(dir_path) / f"{cls._check_prefix(prefix)}{SAVE_KEYS.MODEL_FNAME}"
-        _, _, attr_dict = read_model_file(path)
+        folder, prefix = cls._model_folder(dir_path, prefix)
+        _, _, attr_dict = read_model_file(folder / f"{prefix}{SAVE_KEYS.MODEL_FNAME}")
         return attr_dict["registry_"]
 
     @classmethod
@@ -1480,11 +1486,9 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             could run code; it is refused), was saved by another model class, or its genes
             differ from ``adata``'s.
         """
-        if not isinstance(dir_path, (str, os.PathLike)):
-            raise TypeError(f"`dir_path` must be a folder path, got {type(dir_path).__name__}.")
+        dir_path, prefix = cls._model_folder(dir_path, prefix)
         if adata is not None and not isinstance(adata, ad.AnnData):
             raise TypeError(f"`adata` must be an AnnData or None, got {type(adata).__name__}.")
-        dir_path, prefix = Path(dir_path), cls._check_prefix(prefix)
         model_path = dir_path / f"{prefix}{SAVE_KEYS.MODEL_FNAME}"
         state_dict, var_names, attr_dict = read_model_file(model_path)
         registry = attr_dict.pop("registry_", None) or {}
