@@ -1,6 +1,7 @@
 """Recoverable training: NaN losses stop with the stage's name, stages (re)train on their own,
 an interrupted stage keeps the earlier ones, and CPU training is deterministic."""
 
+import pickle
 import signal
 
 import numpy as np
@@ -149,3 +150,11 @@ def test_cpu_training_and_generation_are_deterministic():
     np.testing.assert_array_equal(cells.obsm["X_latent"], again_cells.obsm["X_latent"])
     other_weights, _ = _train_once(1)
     assert not _same(weights, other_weights)
+
+
+def test_non_finite_loss_error_survives_pickling():
+    # exceptions cross processes (spawned data-parallel workers) by pickle
+    error = NonFiniteLossError("diffusion", "the loss at epoch 3, step 120")
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is NonFiniteLossError
+    assert (again.stage, again.where, str(again)) == (error.stage, error.where, str(error))

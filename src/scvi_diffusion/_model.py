@@ -59,6 +59,12 @@ from ._module import (
     ConditionClassifiersModule,
     ScDiffusionModule,
 )
+from ._pretrained import (
+    ARCHITECTURE_ARGS,
+    check_autoencoder_kwargs,
+    check_batches,
+    read_scvi_model,
+)
 from ._save_load import ModelFileError, read_model_file, save_atomically, write_model_file
 from ._trainingplans import (
     LatentStageTrainingPlan,
@@ -206,6 +212,10 @@ class ScDiffusion(VAEMixin, BaseModelClass):
     condition_dropout
         Probability of dropping each condition while training a ``"classifier_free"``
         denoiser.
+    autoencoder_kwargs
+        Further options of scVI's :class:`~scvi.module.VAE` (``autoencoder="scvi"`` only), such
+        as ``{"use_layer_norm": "both", "use_batch_norm": "none"}``. Set by
+        :meth:`from_scvi_model` to the pretrained model's own.
 
     Examples
     --------
@@ -213,8 +223,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
     >>> adata = scvi_diffusion.data.pbmc68k()
     >>> scvi_diffusion.ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
     >>> model = scvi_diffusion.ScDiffusion(adata)
-    >>> model.train()
-    >>> synthetic = model.generate(n=500, cell_type="CD14+ Monocyte")
+    >>> model.train()  # doctest: +SKIP
+    >>> synthetic = model.generate(n=500, cell_type="CD14+ Monocyte")  # doctest: +SKIP
     """
 
     _module_cls = ScDiffusionModule
@@ -240,6 +250,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         dispersion: Literal["gene", "gene-batch", "gene-cell"] = "gene",
         guidance: Literal["classifier", "classifier_free"] = DEFAULT_GUIDANCE,
         condition_dropout: float = DEFAULT_CONDITION_DROPOUT,
+        autoencoder_kwargs: dict | None = None,
     ):
         super().__init__(adata)
         for name, value, valid in (
@@ -262,6 +273,9 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             positive_int(name, value, allow_none=False)
         positive_int("denoiser_width", denoiser_width)
         n_latent = positive_int("n_latent", n_latent) or DEFAULT_N_LATENT[autoencoder]
+        autoencoder_kwargs = check_autoencoder_kwargs(autoencoder_kwargs)
+        if autoencoder_kwargs and autoencoder != "scvi":
+            raise ValueError("`autoencoder_kwargs` apply to autoencoder='scvi' only.")
         if autoencoder == "mlp" and self.summary_stats.n_batch > 1:
             warnings.warn(
                 "The 'mlp' autoencoder ignores the registered batch key; generated cells still "
@@ -299,6 +313,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             beta_end=beta_end,
             guidance=guidance,
             condition_dropout=float(condition_dropout),
+            autoencoder_kwargs=autoencoder_kwargs,
         )
         self.module = self._module_cls(**self._module_kwargs)
         described = {
@@ -315,6 +330,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         self.stage_seconds_: dict[str, float] = {}
         # stages whose weights are trained and current (saved with the model)
         self.trained_stages_: list[str] = []
+        # the VAE came from a trained scVI model (from_scvi_model): train() leaves it as it is
+        self.pretrained_autoencoder_ = False
 
     # ------------------------------------------------------------------ setup
 
@@ -329,7 +346,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         condition_keys: Sequence[str] | None = None,
         batch_key: str | None = None,
         **kwargs,
-    ):
+    ) -> None:
         """%(summary)s.
 
         Counts are checked (non-negative integers, finite) before anything is registered, and
@@ -348,6 +365,33 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         %(param_batch_key)s
             The autoencoder removes batch effects; generated cells take the batch of a
             training cell with the same conditions.
+        **kwargs
+            Passed to :meth:`~scvi.data.AnnDataManager.register_fields` (used by scvi-tools
+            when it transfers a registration to new data).
+
+        Returns
+        -------
+        None
+            ``adata`` is registered in place (categorical condition columns, and the
+            registration's entry in ``adata.uns``); its counts are not changed.
+
+        Examples
+        --------
+        >>> import scvi_diffusion
+        >>> from scvi_diffusion import ScDiffusion
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> ScDiffusion.setup_anndata(adata, cell_type_key="cell_type", condition_keys=["phase"])
+        >>> model = ScDiffusion(adata)
+        >>> model.condition_keys
+        ['cell_type', 'phase']
+
+        Raw counts in a layer, with batches:
+
+        >>> adata.layers["counts"] = adata.X.copy()
+        >>> adata.obs["batch"] = "run1"
+        >>> ScDiffusion.setup_anndata(
+        ...     adata, layer="counts", cell_type_key="cell_type", batch_key="batch"
+        ... )
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         for name, value in (
@@ -394,6 +438,115 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
 
+    @classmethod
+    def from_scvi_model(
+        cls,
+        scvi_model,
+        adata: ad.AnnData | None = None,
+        *,
+        cell_type_key: str | None = None,
+        tissue_key: str | None = None,
+        condition_keys: Sequence[str] | None = None,
+        **model_kwargs,
+    ) -> ScDiffusion:
+        """Start from a trained scVI model: its VAE becomes the autoencoder, as it is.
+
+        Only the latent stages are left to train (the denoiser and, with classifier guidance,
+        the classifiers): :meth:`train` skips the VAE, which takes minutes off training and
+        keeps the latent space the scVI model shares with other tools, for example a model
+        from scvi-hub. The VAE's architecture, likelihood, layer and batch key are the scVI
+        model's.
+
+        Parameters
+        ----------
+        scvi_model
+            A trained :class:`scvi.model.SCVI` without covariates or size factors, with a
+            ``"poisson"``, ``"nb"`` or ``"zinb"`` likelihood.
+        adata
+            Cells to train the latent stages on, with the scVI model's genes in its order and
+            its batch categories. Default: the scVI model's AnnData.
+        cell_type_key, tissue_key, condition_keys
+            Conditions to register, as in :meth:`setup_anndata`. If none is given and
+            ``adata`` is already registered with :meth:`setup_anndata`, that registration is
+            used; otherwise the model is unconditional.
+        **model_kwargs
+            Further :class:`ScDiffusion` arguments, such as ``guidance`` or
+            ``denoiser_width``; not the VAE's (``n_latent``, ``n_hidden``, ``n_layers``,
+            ``dropout_rate``, ``gene_likelihood``, ``dispersion``, ``autoencoder_kwargs``),
+            which come from the scVI model.
+
+        Returns
+        -------
+        ScDiffusion
+            A model whose VAE is trained (``trained_stages_ == ["vae"]``) and whose history
+            holds the scVI model's curves under ``vae_``.
+
+        Examples
+        --------
+        >>> import scvi
+        >>> import scvi_diffusion
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> scvi.model.SCVI.setup_anndata(adata)
+        >>> vae = scvi.model.SCVI(adata, gene_likelihood="poisson")
+        >>> vae.train()  # doctest: +SKIP
+        >>> model = scvi_diffusion.ScDiffusion.from_scvi_model(
+        ...     vae, adata, cell_type_key="cell_type"
+        ... )  # doctest: +SKIP
+        >>> model.train()  # the denoiser and the classifiers only  # doctest: +SKIP
+        >>> synthetic = model.generate(n=500, cell_type="CD14+ Monocyte")  # doctest: +SKIP
+        """
+        pretrained = read_scvi_model(scvi_model)
+        taken = sorted(
+            set(model_kwargs) & {*ARCHITECTURE_ARGS, "autoencoder", "autoencoder_kwargs"}
+        )
+        if taken:
+            raise TypeError(
+                f"{taken} come from the scVI model and cannot be given to from_scvi_model."
+            )
+        adata = scvi_model.adata if adata is None else adata
+        if not isinstance(adata, ad.AnnData):
+            raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
+        cls._check_genes(pretrained.var_names.to_numpy(), adata)
+        check_batches(adata, pretrained)
+        try:
+            registered = cls._get_most_recent_anndata_manager(adata)
+        except ValueError:  # a copy of a registered AnnData: register it anew
+            registered = None
+        if cell_type_key is None and tissue_key is None and not condition_keys and registered:
+            setup = registered._get_setup_method_args()[_SETUP_ARGS_KEY]
+            for key, value in (("layer", pretrained.layer), ("batch_key", pretrained.batch_key)):
+                if setup.get(key) != value:
+                    raise ValueError(
+                        f"adata is registered with {key}={setup.get(key)!r}, but the scVI "
+                        f"model uses {key}={value!r}; pass the conditions to from_scvi_model "
+                        "to register it anew."
+                    )
+        else:
+            cls.setup_anndata(
+                adata,
+                layer=pretrained.layer,
+                batch_key=pretrained.batch_key,
+                cell_type_key=cell_type_key,
+                tissue_key=tissue_key,
+                condition_keys=condition_keys,
+            )
+        model = cls(adata, autoencoder="scvi", **pretrained.model_kwargs, **model_kwargs)
+        try:
+            model.module.autoencoder.load_state_dict(pretrained.state_dict)
+        except RuntimeError as error:
+            raise ValueError(
+                f"The scVI model's weights do not fit the VAE rebuilt from its arguments: {error}"
+            ) from None
+        model.module.eval()  # encoding below must not update BatchNorm's running statistics
+        model.trained_stages_ = ["vae"]
+        model.pretrained_autoencoder_ = True
+        model.history_ = pretrained.history
+        model._model_summary_string += " Autoencoder: a pretrained scVI model."
+        latents = model.get_latent_representation(batch_size=model._encoding_batch_size)
+        diffusion = model.module.diffusion
+        diffusion.set_standardization(torch.as_tensor(latents).to(diffusion.latent_loc))
+        return model
+
     @staticmethod
     def _condition_keys_from_args(cell_type_key, tissue_key, condition_keys) -> list[str]:
         keys = [k for k in (cell_type_key, tissue_key) if k is not None]
@@ -406,7 +559,17 @@ class ScDiffusion(VAEMixin, BaseModelClass):
 
     @property
     def guidance(self) -> str:
-        """Guidance mode: ``"classifier"`` or ``"classifier_free"``."""
+        """Guidance mode: ``"classifier"`` or ``"classifier_free"``.
+
+        Examples
+        --------
+        >>> import scvi_diffusion
+        >>> from scvi_diffusion import ScDiffusion
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> ScDiffusion.setup_anndata(adata, cell_type_key="cell_type", condition_keys=["phase"])
+        >>> ScDiffusion(adata, guidance="classifier_free").guidance
+        'classifier_free'
+        """
         return self.module.guidance_mode
 
     @property
@@ -415,7 +578,17 @@ class ScDiffusion(VAEMixin, BaseModelClass):
 
     @property
     def condition_keys(self) -> list[str]:
-        """Obs columns the model is conditioned on, in registration order."""
+        """Obs columns the model is conditioned on, in registration order.
+
+        Examples
+        --------
+        >>> import scvi_diffusion
+        >>> from scvi_diffusion import ScDiffusion
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> ScDiffusion.setup_anndata(adata, cell_type_key="cell_type", condition_keys=["phase"])
+        >>> ScDiffusion(adata).condition_keys
+        ['cell_type', 'phase']
+        """
         args = self._setup_args
         return self._condition_keys_from_args(
             args.get("cell_type_key"), args.get("tissue_key"), args.get("condition_keys")
@@ -423,7 +596,19 @@ class ScDiffusion(VAEMixin, BaseModelClass):
 
     @property
     def condition_roles(self) -> dict[str, str]:
-        """Role names (``cell_type``, ``tissue``) mapped to their registered obs columns."""
+        """Role names (``cell_type``, ``tissue``) mapped to their registered obs columns.
+
+        A role is also a keyword of :meth:`generate` (``cell_type=...``, ``tissue=...``).
+
+        Examples
+        --------
+        >>> import scvi_diffusion
+        >>> from scvi_diffusion import ScDiffusion
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> ScDiffusion.setup_anndata(adata, cell_type_key="cell_type", condition_keys=["phase"])
+        >>> ScDiffusion(adata).condition_roles
+        {'cell_type': 'cell_type'}
+        """
         args = self._setup_args
         return {
             role: args[f"{role}_key"]
@@ -563,7 +748,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         classifier_plan_kwargs: dict | None = None,
         datasplitter_kwargs: dict | None = None,
         **trainer_kwargs,
-    ):
+    ) -> None:
         """Train the stages: VAE, latent diffusion and, for classifier guidance, the classifiers.
 
         Each stage runs with scvi-tools' :class:`~scvi.train.TrainRunner` and shows its own
@@ -577,7 +762,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         stages
             Stages to (re)train, for example ``["diffusion"]`` to retrain the denoiser of a
             trained model. Default: all of them (``"vae"``, ``"diffusion"`` and, with
-            classifier guidance and conditions, ``"classifier"``). They run in that order;
+            classifier guidance and conditions, ``"classifier"``), except a VAE taken from a
+            trained scVI model by :meth:`from_scvi_model`. They run in that order;
             the latent stages need a trained VAE, and retraining the VAE makes the latent
             stages stale until they are retrained too.
         vae_epochs
@@ -628,6 +814,24 @@ class ScDiffusion(VAEMixin, BaseModelClass):
 
         Training is deterministic on CPU: with the same ``scvi.settings.seed``, data and
         machine (and thread count), the weights are identical.
+
+        Returns
+        -------
+        None
+            The model is trained in place; ``model.history`` and ``model.trained_stages_`` are
+            updated.
+
+        Examples
+        --------
+        >>> import scvi_diffusion
+        >>> from scvi_diffusion import ScDiffusion
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
+        >>> model = ScDiffusion(adata)
+        >>> model.train()  # the default budget: about 4 minutes on 2 CPU cores  # doctest: +SKIP
+        >>> model.train(max_epochs=20)  # a quick look  # doctest: +SKIP
+        >>> model.train(stages=["diffusion"], diffusion_epochs=2000)  # doctest: +SKIP
+        >>> model.train(accelerator="gpu", devices=2, strategy="ddp")  # doctest: +SKIP
         """
         max_epochs = positive_int("max_epochs", max_epochs)
         vae_epochs = positive_int("vae_epochs", vae_epochs)
@@ -792,7 +996,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         """Validated ``stages`` of :meth:`train`, in running order."""
         valid = self._all_stages
         if stages is None:
-            return valid
+            return [s for s in valid if not (s == "vae" and self.pretrained_autoencoder_)]
         if isinstance(stages, str):
             stages = [stages]
         if not isinstance(stages, Sequence) or not stages:
@@ -1042,11 +1246,37 @@ class ScDiffusion(VAEMixin, BaseModelClass):
 
         Returns
         -------
-        AnnData with the training ``var_names``; ``obs`` with one categorical column per
-        registered condition (training categories); the generated VAE latents in
-        ``obsm['X_latent']``; the generation parameters in ``uns['scdiffusion']``. With
-        ``out``, the AnnData is backed by the file (``X`` stays on disk; load it into memory
-        with ``.to_memory()``).
+        anndata.AnnData
+            Integer counts (sparse CSR) with the training ``var_names``; ``obs`` with one
+            categorical column per registered condition (the generated categories, in the
+            training order) and the batch; the generated latents in ``obsm['X_latent']``;
+            the generation parameters in ``uns['scdiffusion']``. With ``out``, the AnnData
+            is backed by the file (``X`` stays on disk; load it with ``.to_memory()``).
+
+        Examples
+        --------
+        >>> import scvi_diffusion
+        >>> from scvi_diffusion import ScDiffusion
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
+        >>> model = ScDiffusion(adata)
+        >>> model.train()  # doctest: +SKIP
+        >>> monocytes = model.generate(n=500, cell_type="CD14+ Monocyte", seed=0)  # doctest: +SKIP
+
+        Several conditions at once, one cell per row of a table, or in the training cells'
+        composition:
+
+        >>> b_cells = {"cell_type": "CD19+ B", "phase": "S"}
+        >>> model.generate(n=200, conditions=b_cells)  # doctest: +SKIP
+        >>> model.generate(conditions=adata.obs[["cell_type"]])  # doctest: +SKIP
+        >>> model.generate(n=1000)  # doctest: +SKIP
+
+        A trajectory between two cell types, and a million cells streamed to disk:
+
+        >>> model.generate(
+        ...     n=550, interpolate={"cell_type": ("CD34+", "CD14+ Monocyte")}, n_points=11
+        ... )  # doctest: +SKIP
+        >>> model.generate(n=1_000_000, out="synthetic.h5ad")  # doctest: +SKIP
         """
         self._check_trained()
         if sampler is None:
@@ -1201,6 +1431,10 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 "n_points": len(grid),
                 "start_time": int(start),
             }
+        # categories without generated cells trip scanpy (rank_genes_groups needs cells in
+        # every group); anndata.concat unions the categories with the real cells' anyway
+        for column in obs.select_dtypes("category"):
+            obs[column] = obs[column].cat.remove_unused_categories()
         obs.index = pd.Index([f"synthetic_{i}" for i in range(obs.shape[0])])
         var = pd.DataFrame(index=self.adata.var_names.copy())
 
@@ -1385,6 +1619,22 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             Keyword arguments for :func:`torch.save`.
         **anndata_write_kwargs
             Keyword arguments for :meth:`anndata.AnnData.write_h5ad`.
+
+        Returns
+        -------
+        None
+            ``dir_path`` holds ``model.pt`` (and ``adata.h5ad`` with ``save_anndata=True``).
+
+        Examples
+        --------
+        >>> import scvi_diffusion
+        >>> from scvi_diffusion import ScDiffusion
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
+        >>> model = ScDiffusion(adata)
+        >>> model.train()  # doctest: +SKIP
+        >>> model.save("pbmc_model/", overwrite=True, save_anndata=True)  # doctest: +SKIP
+        >>> model = ScDiffusion.load("pbmc_model/")  # doctest: +SKIP
         """
         folder, prefix = self._model_folder(dir_path, prefix)
         attributes = {
@@ -1430,6 +1680,19 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             Folder of the saved model.
         prefix
             Prefix of the saved file names.
+
+        Returns
+        -------
+        dict
+            scvi-tools' registry: the setup arguments, the registered fields and their
+            categories, and the model class that saved it.
+
+        Examples
+        --------
+        >>> from scvi_diffusion import ScDiffusion
+        >>> registry = ScDiffusion.load_registry("pbmc_model/")  # doctest: +SKIP
+        >>> registry["setup_args"]["cell_type_key"]  # doctest: +SKIP
+        'cell_type'
         """
         folder, prefix = cls._model_folder(dir_path, prefix)
         _, _, attr_dict = read_model_file(folder / f"{prefix}{SAVE_KEYS.MODEL_FNAME}")
@@ -1445,6 +1708,11 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             Folder of the saved model.
         prefix
             Prefix of the saved file names.
+
+        Examples
+        --------
+        >>> from scvi_diffusion import ScDiffusion
+        >>> ScDiffusion.view_setup_args("pbmc_model/")  # doctest: +SKIP
         """
         AnnDataManager.view_setup_method_args(cls.load_registry(dir_path, prefix))
 
@@ -1475,7 +1743,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
 
         Returns
         -------
-        The model, on the chosen device, in evaluation mode.
+        ScDiffusion
+            The model, on the chosen device, in evaluation mode.
 
         Raises
         ------
@@ -1485,6 +1754,15 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             The model file is truncated or corrupted, holds pickled Python objects (which
             could run code; it is refused), was saved by another model class, or its genes
             differ from ``adata``'s.
+
+        Examples
+        --------
+        >>> import scvi_diffusion
+        >>> from scvi_diffusion import ScDiffusion
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> model = ScDiffusion.load("pbmc_model/", adata=adata)  # doctest: +SKIP
+        >>> model = ScDiffusion.load("pbmc_model/", accelerator="gpu")  # doctest: +SKIP
+        >>> cells = model.generate(n=100, cell_type="CD19+ B", seed=0)  # doctest: +SKIP
         """
         dir_path, prefix = cls._model_folder(dir_path, prefix)
         if adata is not None and not isinstance(adata, ad.AnnData):

@@ -309,7 +309,7 @@ class ScDiffusionModule(BaseModuleClass):
     condition_registry_keys
         Registry keys of the conditions.
     autoencoder
-        ``"scvi"``: scVI's VAE with a negative binomial likelihood on counts. ``"mlp"``: the
+        ``"scvi"``: scVI's VAE on counts. ``"mlp"``: the
         paper's deterministic :class:`MLPAutoencoder` (batches are ignored).
     n_latent, n_hidden, n_layers, dropout_rate, gene_likelihood, dispersion
         Latent size; the scVI VAE's architecture and likelihood (unused by ``"mlp"``).
@@ -327,6 +327,9 @@ class ScDiffusionModule(BaseModuleClass):
         classifiers.
     condition_dropout
         Probability of dropping each condition in training (``"classifier_free"`` only).
+    autoencoder_kwargs
+        Further keyword arguments of scVI's :class:`~scvi.module.VAE` (``"scvi"`` only), for
+        example those of a pretrained scVI model.
     """
 
     def __init__(
@@ -350,6 +353,7 @@ class ScDiffusionModule(BaseModuleClass):
         beta_end: float = 0.02,
         guidance: str = "classifier",
         condition_dropout: float = 0.25,
+        autoencoder_kwargs: dict | None = None,
     ):
         super().__init__()
         if guidance not in GUIDANCE_MODES:
@@ -373,6 +377,7 @@ class ScDiffusionModule(BaseModuleClass):
                 dropout_rate=dropout_rate,
                 gene_likelihood=gene_likelihood,
                 dispersion=dispersion,
+                **(autoencoder_kwargs or {}),
             )
         else:
             self.autoencoder = MLPAutoencoder(n_input, n_latent)

@@ -36,7 +36,52 @@ _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 class ModelFileError(ValueError):
-    """A model file that cannot be loaded: missing, corrupted, unsafe or not ScDiffusion's."""
+    """A model file that cannot be loaded: missing, corrupted, unsafe or not ScDiffusion's.
+
+    Raised by :meth:`ScDiffusion.load <scvi_diffusion.ScDiffusion.load>` and
+    :meth:`~scvi_diffusion.ScDiffusion.load_registry` (a missing ``model.pt`` raises
+    :class:`FileNotFoundError` instead) when ``model.pt``
+
+    - holds pickled Python objects, which could run code when loaded: it is refused. A model
+      saved by another scvi-tools class must be loaded with that class; never load a file you
+      do not trust with ``torch.load(weights_only=False)``;
+    - is truncated or corrupted (it cannot be read, or its contents do not match the checksum
+      written with it): save the model again, or copy the file again if it was transferred;
+    - was not written by scvi-diffusion, holds another model class, or was written by a newer
+      scvi-diffusion: load it with its own class, or upgrade scvi-diffusion;
+    - holds weights that do not fit the model its parameters describe (another version of
+      scvi-diffusion).
+
+    The message names the file and says which case it is. A subclass of :class:`ValueError`,
+    so ``except ValueError`` catches it too.
+
+    See Also
+    --------
+    scvi_diffusion.ScDiffusion.save : Writes model files that load without running code.
+
+    Examples
+    --------
+    Catch it to tell an unusable model file from other errors:
+
+    >>> import scvi_diffusion
+    >>> try:  # doctest: +SKIP
+    ...     model = scvi_diffusion.ScDiffusion.load("pbmc_model/", adata)
+    ... except scvi_diffusion.ModelFileError as error:
+    ...     print(f"Cannot use the saved model, train it again: {error}")
+
+    A damaged file, for instance one left empty by an interrupted copy, is refused with the
+    reason:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = (Path(folder) / "model.pt").write_bytes(b"")
+    ...     try:
+    ...         scvi_diffusion.ScDiffusion.load(folder)
+    ...     except scvi_diffusion.ModelFileError as error:
+    ...         print(error)  # doctest: +ELLIPSIS
+    '...model.pt' cannot be read: it is truncated or corrupted, ... Save the model again.
+    """
 
 
 def to_plain(value, where: str = "attribute"):

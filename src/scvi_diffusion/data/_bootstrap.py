@@ -35,21 +35,30 @@ def pbmc68k_bootstrap(
 
     Parameters
     ----------
-    n_obs
+    n_obs : int, default 10000
         Number of cells.
-    n_vars
+    n_vars : int, default 2000
         Number of genes.
-    seed
+    seed : int, default 0
         Random seed.
-    out
+    out : str or os.PathLike, optional
         Path of an ``.h5ad`` file: the counts are written there chunk by chunk (never held in
         memory whole) and the AnnData returned is backed by the file.
 
     Returns
     -------
-    AnnData with integer counts (``float32`` CSR) in ``X``, ``obs['cell_type']`` of the drawn
-    cells, ``obs['source_cell']`` naming it, and ``uns['bootstrap']`` describing the
-    construction.
+    anndata.AnnData
+        Integer counts (``float32`` CSR) in ``X``, ``obs['cell_type']`` of the drawn cells,
+        ``obs['source_cell']`` naming it, and ``uns['bootstrap']`` describing the
+        construction.
+
+    Raises
+    ------
+    TypeError
+        ``n_obs``, ``n_vars`` or ``seed`` is not an integer, or ``out`` is not a path.
+    ValueError
+        ``n_obs`` or ``n_vars`` is not positive, or ``out`` does not end in ``.h5ad``, is a
+        folder or lies in a folder that does not exist.
 
     Examples
     --------
@@ -57,6 +66,19 @@ def pbmc68k_bootstrap(
     >>> adata = scvi_diffusion.data.pbmc68k_bootstrap(n_obs=5_000, n_vars=2_000)
     >>> adata.shape
     (5000, 2000)
+    >>> adata.var_names[[0, 765, 1530]].tolist()
+    ['HES4', 'HES4-copy1', 'HES4-copy2']
+
+    Every cell is drawn from the bundled cells (its counts redrawn):
+
+    >>> bool(adata.obs["source_cell"].isin(scvi_diffusion.data.pbmc68k().obs_names).all())
+    True
+
+    For atlas sizes, write to disk instead of holding the counts in memory:
+
+    >>> adata = scvi_diffusion.data.pbmc68k_bootstrap(
+    ...     n_obs=2_000_000, n_vars=5_000, out="pbmc_2M.h5ad"
+    ... )  # doctest: +SKIP
     """
     n_obs = positive_int("n_obs", n_obs, allow_none=False)
     n_vars = positive_int("n_vars", n_vars, allow_none=False)

@@ -19,18 +19,29 @@ def pbmc68k() -> ad.AnnData:
 
     Returns
     -------
-    AnnData with
+    anndata.AnnData
+        With
 
-    - ``X``: integer counts (``float32`` CSR matrix), 700 cells x 765 genes;
-    - ``obs['cell_type']``: sorted-population labels (scanpy's ``bulk_labels``), 10 types;
-    - ``obs['phase']``: cell-cycle phase (G1, S, G2M);
-    - ``obs['louvain']``: Louvain clusters of the original analysis.
+        - ``X``: integer counts (``float32`` CSR matrix), 700 cells x 765 genes;
+        - ``obs['cell_type']``: sorted-population labels (scanpy's ``bulk_labels``), 10 types;
+        - ``obs['phase']``: cell-cycle phase (G1, S, G2M);
+        - ``obs['louvain']``: Louvain clusters of the original analysis.
 
     Examples
     --------
     >>> import scvi_diffusion
     >>> adata = scvi_diffusion.data.pbmc68k()
-    >>> adata.obs["cell_type"].value_counts().head(3)  # doctest: +SKIP
+    >>> adata
+    AnnData object with n_obs × n_vars = 700 × 765
+        obs: 'cell_type', 'phase', 'louvain'
+    >>> adata.obs["cell_type"].value_counts().head(3).to_dict()
+    {'Dendritic': 240, 'CD14+ Monocyte': 129, 'CD19+ B': 95}
+
+    Raw counts, as scvi-tools models expect:
+
+    >>> import numpy as np
+    >>> bool(np.all(adata.X.data == np.round(adata.X.data)))
+    True
     """
     source = sc.datasets.pbmc68k_reduced()
     log_normalized = source.raw.X

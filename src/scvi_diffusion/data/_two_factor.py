@@ -33,29 +33,53 @@ def pbmc68k_two_factor(
 
     Parameters
     ----------
-    factor
+    factor : float, default 4.0
         Fold change of the program's expected counts in stimulated cells (below 1 for a
         repressed program).
-    n_program_genes
+    n_program_genes : int, default 50
         Size of the program.
-    min_mean_count
+    min_mean_count : float, default 0.5
         Program genes are drawn among genes with at least this mean count per cell, so the
         change is visible in the data.
-    seed
+    seed : int, default 0
         Seed of the cell labels, the program and the resampling.
 
     Returns
     -------
-    AnnData as :func:`pbmc68k`, plus ``obs['tissue']`` (``"control"``/``"stimulated"``),
-    ``var['program_gene']`` (True for the program) and the construction in
-    ``uns['two_factor']``.
+    anndata.AnnData
+        As :func:`pbmc68k`, plus ``obs['tissue']`` (``"control"``/``"stimulated"``),
+        ``var['program_gene']`` (True for the program) and the construction in
+        ``uns['two_factor']``.
+
+    Raises
+    ------
+    ValueError
+        ``factor`` is not a positive number other than 1, or ``n_program_genes`` exceeds the
+        genes with a mean count of at least ``min_mean_count``.
 
     Examples
     --------
     >>> import scvi_diffusion
     >>> adata = scvi_diffusion.data.pbmc68k_two_factor()
+    >>> adata.obs["tissue"].value_counts().to_dict()
+    {'control': 350, 'stimulated': 350}
+    >>> int(adata.var["program_gene"].sum())
+    50
+
+    Program genes are about four times higher in stimulated cells:
+
+    >>> program = adata[:, adata.var["program_gene"]]
+    >>> stimulated = (program.obs["tissue"] == "stimulated").to_numpy()
+    >>> ratio = program.X[stimulated].sum() / program.X[~stimulated].sum()
+    >>> round(float(ratio), 1)
+    3.9
+
+    Hold out one combination of the two factors, to test whether a model generates it:
+
     >>> held_out = (adata.obs["cell_type"] == "CD19+ B") & (adata.obs["tissue"] == "stimulated")
     >>> train = adata[~held_out].copy()  # no stimulated B cells to learn from
+    >>> train.n_obs
+    644
     """
     if not np.isfinite(factor) or factor <= 0 or factor == 1:
         raise ValueError(f"`factor` must be a positive number other than 1, got {factor!r}.")

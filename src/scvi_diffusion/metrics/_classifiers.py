@@ -44,20 +44,55 @@ def real_vs_synthetic_auc(
 
     Parameters
     ----------
-    x_real, x_synthetic
-        Points, cells x dimensions (e.g. PCA coordinates).
-    method
+    x_real, x_synthetic : numpy.ndarray
+        Points, cells x dimensions (e.g. PCA coordinates), at least 4 cells each.
+    method : {"knn", "random_forest"}, default "knn"
         ``"knn"`` (k-nearest neighbours) or ``"random_forest"`` (200 trees).
-    n_neighbors
+    n_neighbors : int, default 15
         Neighbours of the kNN classifier (at most the fitted half's size minus 1).
-    random_state
+    random_state : int, default 0
         Seed of the split and of the forest.
 
     Returns
     -------
-    The AUC: 0.5 when the sets are indistinguishable, 1 when perfectly separable. Synthetic
-    cells that copy real ones score below 0.5: a cell's twin in the fitted half carries the
-    other label.
+    float
+        The AUC: 0.5 when the sets are indistinguishable, 1 when perfectly separable.
+        Synthetic cells that copy real ones score below 0.5: a cell's twin in the fitted half
+        carries the other label.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``method``, or either set is not 2-D or has fewer than 4 cells.
+
+    See Also
+    --------
+    evaluate : Both AUCs (``knn_auc``, ``rf_auc``) against held-out real cells.
+
+    Examples
+    --------
+    PCA coordinates of the bundled PBMCs; two halves of the real cells stand in for real and
+    synthetic cells:
+
+    >>> import scanpy as sc
+    >>> import scvi_diffusion
+    >>> from scvi_diffusion import metrics
+    >>> adata = scvi_diffusion.data.pbmc68k()
+    >>> sc.pp.normalize_total(adata, target_sum=1e4)
+    >>> sc.pp.log1p(adata)
+    >>> sc.pp.pca(adata, n_comps=30)
+    >>> first, second = metrics.stratified_split(adata, "cell_type", test_size=0.5)
+    >>> round(metrics.real_vs_synthetic_auc(first.obsm["X_pca"], second.obsm["X_pca"]), 2)
+    0.45
+
+    Two cell types are told apart perfectly, by either classifier:
+
+    >>> monocytes = adata[adata.obs["cell_type"] == "CD14+ Monocyte"].obsm["X_pca"]
+    >>> b_cells = adata[adata.obs["cell_type"] == "CD19+ B"].obsm["X_pca"]
+    >>> metrics.real_vs_synthetic_auc(monocytes, b_cells)
+    1.0
+    >>> metrics.real_vs_synthetic_auc(monocytes, b_cells, method="random_forest")
+    1.0
     """
     if method not in AUC_METHODS:
         raise ValueError(f"Unknown `method` {method!r}; choose one of {AUC_METHODS}.")
@@ -122,21 +157,46 @@ def conditional_accuracy(
 
     Parameters
     ----------
-    real, synthetic
+    real, synthetic : anndata.AnnData
         AnnData with counts and ``obs[condition_key]``.
-    condition_key
+    condition_key : str
         Obs column holding the condition.
-    space
-        A precomputed :func:`shared_space`.
-    average
+    space : SharedSpace, optional
+        A precomputed :func:`shared_space` of ``real`` and ``synthetic``; default: computed.
+    average : {"macro", "micro"}, default "macro"
         ``"macro"``: mean of the per-condition accuracies (every requested condition weighs
         the same); ``"micro"``: fraction of all synthetic cells.
-    random_state
+    random_state : int, default 0
         Seed of the classifier.
 
     Returns
     -------
-    The accuracy, in [0, 1].
+    float
+        The accuracy, in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        ``condition_key`` is not a column of both obs, or ``average`` is unknown.
+
+    Examples
+    --------
+    Half of the real cells stands in for the cells a trained model would generate, e.g.
+    ``model.generate(conditions=real.obs[["cell_type"]])``:
+
+    >>> import scvi_diffusion
+    >>> from scvi_diffusion import metrics
+    >>> adata = scvi_diffusion.data.pbmc68k()
+    >>> real, synthetic = metrics.stratified_split(adata, "cell_type", test_size=0.5)
+    >>> round(metrics.conditional_accuracy(real, synthetic, "cell_type"), 2)
+    0.59
+
+    Even real cells reach only about 0.6 on these ten similar sorted populations: that is the
+    floor to compare generated cells with (:func:`evaluate` reports it beside them). The micro
+    average weighs each type by its cells, so the abundant types dominate it:
+
+    >>> round(metrics.conditional_accuracy(real, synthetic, "cell_type", average="micro"), 2)
+    0.79
     """
     if average not in ("macro", "micro"):
         raise ValueError(f"`average` must be 'macro' or 'micro', got {average!r}.")

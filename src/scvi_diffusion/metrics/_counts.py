@@ -73,24 +73,55 @@ def count_checks(
 
     Parameters
     ----------
-    real, synthetic
+    real, synthetic : anndata.AnnData
         AnnData with raw counts.
-    space
-        A precomputed :func:`shared_space`; its genes (the selected highly variable genes) are
-        the ones compared, library sizes are totals over all genes.
+    space : SharedSpace, optional
+        A precomputed :func:`shared_space` of ``real`` and ``synthetic``; default: computed.
+        Its genes (the selected highly variable genes) are the ones compared, library sizes
+        are totals over all genes.
 
     Returns
     -------
-    A dict with
+    dict of str to float
+        With the keys
 
-    - ``zero_fraction_gene_corr``, ``zero_fraction_gene_mae``: Pearson correlation and mean
-      absolute difference of the per-gene fractions of zeros;
-    - ``zero_fraction_cell_ks``: KS statistic between the per-cell fractions of zeros;
-    - ``library_size_ks``, ``library_size_w1``: KS statistic and 1-D Wasserstein distance
-      between the ``log10(1 + library size)`` distributions;
-    - ``mean_variance_slope_real``, ``mean_variance_slope_synthetic``: least-squares slope of
-      log10 variance on log10 mean over genes with positive mean and variance in both sets;
-    - ``dispersion_mae``: mean absolute difference of log10(variance / mean) over those genes.
+        - ``zero_fraction_gene_corr``, ``zero_fraction_gene_mae``: Pearson correlation and
+          mean absolute difference of the per-gene fractions of zeros;
+        - ``zero_fraction_cell_ks``: KS statistic between the per-cell fractions of zeros;
+        - ``library_size_ks``, ``library_size_w1``: KS statistic and 1-D Wasserstein
+          distance between the ``log10(1 + library size)`` distributions;
+        - ``mean_variance_slope_real``, ``mean_variance_slope_synthetic``: least-squares
+          slope of log10 variance on log10 mean over genes with positive mean and variance in
+          both sets;
+        - ``dispersion_mae``: mean absolute difference of log10(variance / mean) over those
+          genes.
+
+    Raises
+    ------
+    ValueError
+        Either side has no cells, or ``synthetic`` lacks genes of ``real``.
+
+    Examples
+    --------
+    Half of the real cells stands in for generated cells:
+
+    >>> import scvi_diffusion
+    >>> from scvi_diffusion import metrics
+    >>> adata = scvi_diffusion.data.pbmc68k()
+    >>> real, synthetic = metrics.stratified_split(adata, "cell_type", test_size=0.5)
+    >>> checks = metrics.count_checks(real, synthetic)
+    >>> round(checks["zero_fraction_gene_corr"], 2)
+    0.99
+    >>> round(checks["library_size_ks"], 2)
+    0.05
+
+    Counts of real cells grow in variance faster than in mean (slope above 1, overdispersion);
+    generated cells should share the slope:
+
+    >>> round(checks["mean_variance_slope_real"], 2)
+    1.22
+    >>> round(checks["mean_variance_slope_synthetic"], 2)
+    1.22
     """
     if space is None:
         space = shared_space(real, synthetic)

@@ -18,25 +18,56 @@ _SIDE_FIELDS = ("log", "pca", "counts", "library")
 class SharedSpace:
     """Real and synthetic cells in one log-normalised gene space and one PCA.
 
-    Built by :func:`shared_space`. Rows are cells; ``real_*`` and ``synthetic_*`` hold the two
-    sides of a comparison.
+    Built by :func:`shared_space`, rarely by hand. Rows are cells; ``real_*`` and
+    ``synthetic_*`` hold the two sides of a comparison. Each parameter is kept as the
+    attribute of the same name.
+
+    Parameters
+    ----------
+    genes : pandas.Index
+        The selected genes (columns of ``*_log`` and ``*_counts``).
+    real_log, synthetic_log : numpy.ndarray
+        The log1p of counts normalised to ``target_sum`` per cell.
+    real_pca, synthetic_pca : numpy.ndarray
+        PCA coordinates: ``(log - real_mean) @ components.T``.
+    real_counts, synthetic_counts : numpy.ndarray
+        Raw counts of the selected genes, dense float64.
+    real_library, synthetic_library : numpy.ndarray
+        Total counts per cell over all genes.
+    real_mean, components : numpy.ndarray
+        The PCA's centring vector and components (rows), fit on the real cells.
+    target_sum : float, default 1e4
+        Counts per cell after normalisation.
 
     Attributes
     ----------
-    genes
-        The selected genes (columns of ``*_log`` and ``*_counts``).
-    real_log, synthetic_log
-        log1p of counts normalised to ``target_sum`` per cell.
-    real_pca, synthetic_pca
-        PCA coordinates: ``(log - real_mean) @ components.T``.
-    real_counts, synthetic_counts
-        Raw counts of the selected genes, dense float64.
-    real_library, synthetic_library
-        Total counts per cell over all genes.
-    real_mean, components
-        The PCA's centring vector and components (rows), fit on the real cells.
-    target_sum
-        Counts per cell after normalisation.
+    n_real : int
+        Number of real cells.
+    n_synthetic : int
+        Number of synthetic cells.
+
+    See Also
+    --------
+    shared_space : Builds the space from real and synthetic AnnData.
+
+    Examples
+    --------
+    Half of the real cells stands in for generated cells:
+
+    >>> import scvi_diffusion
+    >>> from scvi_diffusion import metrics
+    >>> adata = scvi_diffusion.data.pbmc68k()
+    >>> real, synthetic = metrics.stratified_split(adata, "cell_type", test_size=0.5)
+    >>> space = metrics.shared_space(real, synthetic)
+    >>> space.n_real, space.n_synthetic
+    (350, 350)
+    >>> space.real_pca.shape, space.synthetic_log.shape
+    ((350, 30), (350, 765))
+
+    Any metric on coordinates takes the two sides:
+
+    >>> round(metrics.wasserstein2(space.real_pca, space.synthetic_pca), 1)
+    14.5
     """
 
     genes: pd.Index
@@ -54,12 +85,30 @@ class SharedSpace:
 
     @property
     def n_real(self) -> int:
-        """Number of real cells."""
+        """Number of real cells.
+
+        Examples
+        --------
+        >>> import scvi_diffusion
+        >>> from scvi_diffusion import metrics
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> metrics.shared_space(adata[:200], adata[200:300]).n_real
+        200
+        """
         return self.real_pca.shape[0]
 
     @property
     def n_synthetic(self) -> int:
-        """Number of synthetic cells."""
+        """Number of synthetic cells.
+
+        Examples
+        --------
+        >>> import scvi_diffusion
+        >>> from scvi_diffusion import metrics
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> metrics.shared_space(adata[:200], adata[200:300]).n_synthetic
+        100
+        """
         return self.synthetic_pca.shape[0]
 
     def subset(self, real_mask: np.ndarray, synthetic_mask: np.ndarray) -> SharedSpace:
@@ -67,12 +116,35 @@ class SharedSpace:
 
         Parameters
         ----------
-        real_mask, synthetic_mask
+        real_mask, synthetic_mask : numpy.ndarray
             Boolean masks or integer indices of the cells to keep on each side.
 
         Returns
         -------
-        A new :class:`SharedSpace`; the arrays are copies.
+        SharedSpace
+            A new space; the arrays are copies.
+
+        Raises
+        ------
+        ValueError
+            A boolean mask's length differs from the number of cells on its side.
+
+        Examples
+        --------
+        Compare B cells only, in the space fit on all real cells:
+
+        >>> import scvi_diffusion
+        >>> from scvi_diffusion import metrics
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> real, synthetic = metrics.stratified_split(adata, "cell_type", test_size=0.5)
+        >>> space = metrics.shared_space(real, synthetic)
+        >>> b_cells = space.subset(
+        ...     real.obs["cell_type"] == "CD19+ B", synthetic.obs["cell_type"] == "CD19+ B"
+        ... )
+        >>> b_cells.n_real, b_cells.n_synthetic
+        (47, 48)
+        >>> b_cells.components is space.components
+        True
         """
         real_rows = _rows(real_mask, self.n_real, "real_mask")
         synthetic_rows = _rows(synthetic_mask, self.n_synthetic, "synthetic_mask")
@@ -169,18 +241,44 @@ def shared_space(
 
     Parameters
     ----------
-    real, synthetic
+    real, synthetic : anndata.AnnData
         AnnData with raw counts in ``X`` (dense or sparse); synthetic must have the real genes.
-    n_top_genes
+    n_top_genes : int, default 2000
         Most highly variable genes kept.
-    n_comps
-        PCA components.
-    target_sum
+    n_comps : int, default 30
+        PCA components (at most the number of real cells minus 1 and of genes).
+    target_sum : float, default 1e4
         Counts per cell after normalisation.
 
     Returns
     -------
-    The :class:`SharedSpace`.
+    SharedSpace
+        Both sets' log expression, PCA coordinates, counts and library sizes.
+
+    Raises
+    ------
+    ValueError
+        ``synthetic`` lacks genes of ``real``, or ``real`` has fewer than 2 cells.
+
+    Examples
+    --------
+    Half of the real cells stands in for generated cells, e.g. ``model.generate(n=350)``:
+
+    >>> import scvi_diffusion
+    >>> from scvi_diffusion import metrics
+    >>> adata = scvi_diffusion.data.pbmc68k()
+    >>> real, synthetic = metrics.stratified_split(adata, "cell_type", test_size=0.5)
+    >>> space = metrics.shared_space(real, synthetic, n_top_genes=500, n_comps=20)
+    >>> len(space.genes), space.real_pca.shape, space.synthetic_pca.shape
+    (500, (350, 20), (350, 20))
+
+    Synthetic genes are matched by name, whatever their order:
+
+    >>> import numpy as np
+    >>> reordered = synthetic[:, synthetic.var_names[::-1]]
+    >>> again = metrics.shared_space(real, reordered, n_top_genes=500, n_comps=20)
+    >>> np.allclose(again.synthetic_pca, space.synthetic_pca)
+    True
     """
     _check_genes(real.var_names, synthetic)
     if real.n_obs < 2:

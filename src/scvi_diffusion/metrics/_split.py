@@ -28,22 +28,56 @@ def stratified_split(
 
     Parameters
     ----------
-    adata
+    adata : anndata.AnnData
         AnnData to split (not modified).
-    condition_key
+    condition_key : str
         Obs column whose proportions both parts keep.
-    test_size
+    test_size : float, default 0.3
         Fraction of cells held out, in (0, 1).
-    random_state
+    random_state : int, default 0
         Seed of the split.
 
     Returns
     -------
-    ``(train, test)``, two new AnnData objects.
+    train : anndata.AnnData
+        The training cells, a new AnnData (cells in their original order).
+    test : anndata.AnnData
+        The held-out test cells, a new AnnData (cells in their original order).
+
+    Raises
+    ------
+    ValueError
+        ``test_size`` is not in (0, 1), ``obs[condition_key]`` is missing or has missing
+        values, or (scikit-learn's error) a condition has too few cells to be split.
+
+    See Also
+    --------
+    matched_sample : A real reference in the test cells' composition.
 
     Examples
     --------
-    >>> train, test = scvi_diffusion.metrics.stratified_split(adata, "cell_type")
+    >>> import scvi_diffusion
+    >>> from scvi_diffusion import metrics
+    >>> adata = scvi_diffusion.data.pbmc68k()
+    >>> train, test = metrics.stratified_split(adata, "cell_type")
+    >>> train.n_obs, test.n_obs
+    (490, 210)
+
+    Both parts keep the cell-type proportions:
+
+    >>> def dendritic_fraction(cells):
+    ...     return round(float((cells.obs["cell_type"] == "Dendritic").mean()), 2)
+    >>> dendritic_fraction(adata), dendritic_fraction(train), dendritic_fraction(test)
+    (0.34, 0.34, 0.34)
+
+    Then train on ``train`` and compare generated cells with ``test``:
+
+    >>> from scvi_diffusion import ScDiffusion
+    >>> ScDiffusion.setup_anndata(train, cell_type_key="cell_type")  # doctest: +SKIP
+    >>> model = ScDiffusion(train)  # doctest: +SKIP
+    >>> model.train()  # doctest: +SKIP
+    >>> synthetic = model.generate(conditions=test.obs[["cell_type"]])  # doctest: +SKIP
+    >>> metrics.evaluate(test, synthetic, condition_key="cell_type")  # doctest: +SKIP
     """
     if not 0 < test_size < 1:
         raise ValueError(f"`test_size` must be in (0, 1), got {test_size!r}.")
@@ -57,7 +91,7 @@ def stratified_split(
 def matched_sample(
     pool: ad.AnnData, like: ad.AnnData, condition_key: str, random_state: int = 0
 ) -> ad.AnnData:
-    """Cells of ``pool`` drawn in the condition composition and number of ``like``.
+    """Draw cells of ``pool`` in the condition composition and number of ``like``.
 
     Passed as ``reference`` to :func:`~scvi_diffusion.metrics.evaluate`, real training cells
     drawn this way give a floor at the same sample size as synthetic cells generated in the test
@@ -65,18 +99,45 @@ def matched_sample(
 
     Parameters
     ----------
-    pool
+    pool : anndata.AnnData
         Cells to draw from, for example the training split.
-    like
+    like : anndata.AnnData
         Cells whose composition to match, for example the test split.
-    condition_key
+    condition_key : str
         Obs column holding the condition, in both.
-    random_state
+    random_state : int, default 0
         Seed of the draw.
 
     Returns
     -------
-    A new AnnData with ``like.n_obs`` cells of ``pool``.
+    anndata.AnnData
+        A new AnnData with ``like.n_obs`` cells of ``pool``.
+
+    Raises
+    ------
+    ValueError
+        ``obs[condition_key]`` is missing or has missing values, or ``like`` has a condition
+        that ``pool`` lacks.
+
+    Examples
+    --------
+    >>> import scvi_diffusion
+    >>> from scvi_diffusion import metrics
+    >>> adata = scvi_diffusion.data.pbmc68k()
+    >>> train, test = metrics.stratified_split(adata, "cell_type")
+    >>> reference = metrics.matched_sample(train, test, "cell_type")
+    >>> reference.n_obs
+    210
+    >>> sorted(reference.obs["cell_type"]) == sorted(test.obs["cell_type"])
+    True
+    >>> bool(reference.obs_names.isin(train.obs_names).all())
+    True
+
+    Generated in the test cells' composition, synthetic cells are then scored beside a floor
+    of the same size:
+
+    >>> synthetic = model.generate(conditions=test.obs[["cell_type"]])  # doctest: +SKIP
+    >>> metrics.evaluate(test, synthetic, "cell_type", reference=reference)  # doctest: +SKIP
     """
     pool_labels = _labels(pool, condition_key)
     wanted = _labels(like, condition_key)

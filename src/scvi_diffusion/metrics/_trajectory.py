@@ -60,34 +60,78 @@ def trajectory_progress(
 
     Parameters
     ----------
-    real
+    real : anndata.AnnData
         Real cells with counts and ``obs[condition_key]``, including source and target cells.
-    trajectory
+    trajectory : anndata.AnnData
         Output of ``ScDiffusion.generate(interpolate=...)``.
-    condition_key
+    condition_key : str
         Obs column of ``real`` with the interpolated condition.
-    source, target
+    source, target : str, optional
         The two states. Default: ``trajectory.obs['interpolation_source'/'_target']``.
-    weight_key
+    weight_key : str, default "interpolation_weight"
         Obs column of ``trajectory`` with the interpolation weight.
-    pseudotime
+    pseudotime : bool, default True
         Compute the diffusion pseudotime.
-    n_neighbors
+    n_neighbors : int, default 15
         Neighbours of the graph DPT runs on.
-    random_state
+    random_state : int, default 0
         Seed of the classifier.
 
     Returns
     -------
-    One row per interpolation weight with ``n_cells`` and the columns above; ``attrs`` holds
-    the Spearman correlation of each column with the weight (``spearman_axis_position``,
-    ``spearman_target_fraction``, ``spearman_pseudotime``).
+    pandas.DataFrame
+        One row per interpolation weight with ``n_cells`` and the columns above; ``attrs``
+        holds the Spearman correlation of each column with the weight
+        (``spearman_axis_position``, ``spearman_source_fraction``,
+        ``spearman_target_fraction``, ``spearman_pseudotime``) and the two states
+        (``source``, ``target``).
+
+    Raises
+    ------
+    ValueError
+        ``trajectory`` has no ``obs[weight_key]``, a state is neither given nor recorded in
+        its obs, or no real cell has the source or the target condition.
 
     Examples
     --------
-    >>> traj = model.generate(n=550, interpolate={"cell_type": ("CD34+", "CD14+ Monocyte")})
-    >>> progress = trajectory_progress(adata, traj, "cell_type")  # doctest: +SKIP
-    >>> progress.attrs["spearman_axis_position"]  # doctest: +SKIP
+    With a model trained on the bundled PBMCs, monocytes turning into dendritic cells:
+
+    >>> import numpy as np
+    >>> import scvi_diffusion
+    >>> from scvi_diffusion import metrics
+    >>> adata = scvi_diffusion.data.pbmc68k()
+    >>> states = ("CD14+ Monocyte", "Dendritic")
+    >>> trajectory = model.generate(n=500, interpolate={"cell_type": states})  # doctest: +SKIP
+
+    Here real cells stand in: at weight ``w`` a fraction ``w`` of the cells are dendritic
+    cells, the rest monocytes.
+
+    >>> rng = np.random.default_rng(0)
+    >>> weight = np.repeat(np.linspace(0, 1, 5), 20)
+    >>> monocytes = np.flatnonzero(adata.obs["cell_type"] == states[0])
+    >>> dendritic = np.flatnonzero(adata.obs["cell_type"] == states[1])
+    >>> rows = np.where(
+    ...     rng.random(weight.size) < weight,
+    ...     rng.choice(dendritic, weight.size, replace=False),
+    ...     rng.choice(monocytes, weight.size, replace=False),
+    ... )
+    >>> trajectory = adata[rows].copy()
+    >>> trajectory.obs["interpolation_weight"] = weight
+
+    >>> progress = metrics.trajectory_progress(
+    ...     adata, trajectory, "cell_type", source=states[0], target=states[1]
+    ... )
+    >>> progress[["n_cells", "axis_position", "target_fraction"]].round(2)
+    ... # doctest: +NORMALIZE_WHITESPACE
+            n_cells  axis_position  target_fraction
+    weight
+    0.00         20           0.08             0.15
+    0.25         20           0.13             0.20
+    0.50         20           0.45             0.55
+    0.75         20           0.77             0.75
+    1.00         20           0.86             0.85
+    >>> round(progress.attrs["spearman_axis_position"], 2)
+    1.0
     """
     if weight_key not in trajectory.obs:
         raise ValueError(

@@ -24,21 +24,45 @@ def metrics_summary(frame: pd.DataFrame, group: str = "all", save: str | None = 
 
     Parameters
     ----------
-    frame
+    frame : pandas.DataFrame
         The output of :func:`~scvi_diffusion.metrics.evaluate`.
-    group
+    group : str, default "all"
         Which group of ``frame`` to show: ``"all"`` or one condition value.
-    save
+    save : str, optional
         Path of a PNG to write.
 
     Returns
     -------
-    The matplotlib figure.
+    matplotlib.figure.Figure
+        The figure, one panel per metric.
+
+    Raises
+    ------
+    TypeError
+        ``frame`` is not a DataFrame with a (group, metric) index.
+    ValueError
+        ``group`` is not a group of ``frame``.
 
     Examples
     --------
-    >>> frame = scvi_diffusion.metrics.evaluate(real, synthetic, condition_key="cell_type")
-    >>> scvi_diffusion.pl.metrics_summary(frame)
+    Monocytes and B cells of the bundled PBMCs; real training cells stand in for generated
+    ones (``model.generate(conditions=test.obs[["cell_type"]])``):
+
+    >>> import scvi_diffusion
+    >>> from scvi_diffusion import metrics
+    >>> adata = scvi_diffusion.data.pbmc68k()
+    >>> adata = adata[adata.obs["cell_type"].isin(["CD14+ Monocyte", "CD19+ B"])].copy()
+    >>> train, test = metrics.stratified_split(adata, "cell_type", test_size=0.4)
+    >>> synthetic = metrics.matched_sample(train, test, "cell_type")
+    >>> frame = metrics.evaluate(test, synthetic)
+    >>> fig = scvi_diffusion.pl.metrics_summary(frame)
+    >>> [ax.get_title().split()[0] for ax in fig.axes]
+    ['mmd', 'w2', 'knn_auc', 'rf_auc', 'ilisi', 'mean_spearman', 'library_size_ks']
+
+    With ``condition_key``, each condition has its own group:
+
+    >>> frame = metrics.evaluate(test, synthetic, condition_key="cell_type")  # doctest: +SKIP
+    >>> fig = scvi_diffusion.pl.metrics_summary(frame, group="CD19+ B")  # doctest: +SKIP
     """
     if not isinstance(frame, pd.DataFrame) or not isinstance(frame.index, pd.MultiIndex):
         raise TypeError("`frame` must be the DataFrame returned by `metrics.evaluate`.")

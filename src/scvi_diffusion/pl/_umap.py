@@ -25,20 +25,38 @@ def umap_real_vs_synthetic(
 
     Parameters
     ----------
-    real, synthetic
+    real, synthetic : anndata.AnnData
         AnnData with counts and the same genes.
-    color
+    color : str, optional
         Obs column (in both) for the second panel, for example ``"cell_type"``.
-    save
+    save : str, optional
         Path of a PNG to write.
-    n_neighbors
+    n_neighbors : int, default 15
         Neighbours of the kNN graph.
-    random_state
+    random_state : int, default 0
         Seed of UMAP.
 
     Returns
     -------
-    The matplotlib figure.
+    matplotlib.figure.Figure
+        The figure: one panel coloured by source (real or synthetic), and one by ``color``.
+
+    Raises
+    ------
+    ValueError
+        ``synthetic`` lacks genes of ``real``, or ``real`` has fewer than 2 cells.
+
+    Examples
+    --------
+    Half of the real cells stands in for generated cells:
+
+    >>> import scvi_diffusion
+    >>> from scvi_diffusion import metrics
+    >>> adata = scvi_diffusion.data.pbmc68k()
+    >>> real, synthetic = metrics.stratified_split(adata, "cell_type", test_size=0.5)
+    >>> fig = scvi_diffusion.pl.umap_real_vs_synthetic(real, synthetic, color="cell_type")
+    >>> [ax.get_title() for ax in fig.axes[:2]]
+    ['real and synthetic: source', 'real and synthetic: cell_type']
     """
     space = shared_space(real, synthetic)
     joint = ad.concat(
