@@ -60,6 +60,9 @@ def test_metrics_summary_rejects_bad_input(frame):
         pl.metrics_summary(frame, group="liver")
     with pytest.raises(TypeError, match="metrics.evaluate"):
         pl.metrics_summary(pd.DataFrame({"a": [1]}))
+    # e.g. the table of metrics.floor, which has no synthetic column
+    with pytest.raises(TypeError, match="'synthetic' and 'floor' columns"):
+        pl.metrics_summary(frame[["floor"]])
 
 
 def test_stratified_split_and_matched_sample(pbmc):

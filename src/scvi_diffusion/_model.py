@@ -504,6 +504,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 f"{taken} come from the scVI model and cannot be given to from_scvi_model."
             )
         adata = scvi_model.adata if adata is None else adata
+        if adata is None:
+            raise ValueError("The scVI model has no AnnData; pass the cells to train on.")
         if not isinstance(adata, ad.AnnData):
             raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
         cls._check_genes(pretrained.var_names.to_numpy(), adata)

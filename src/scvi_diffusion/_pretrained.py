@@ -149,7 +149,8 @@ def read_scvi_model(scvi_model) -> PretrainedAutoencoder:
     autoencoder_kwargs = {"latent_distribution": params.get("latent_distribution", "normal")}
     autoencoder_kwargs.update(extra)
     check_autoencoder_kwargs(autoencoder_kwargs)
-    manager = scvi_model.adata_manager
+    # from the registry, which a model keeps also without its AnnData
+    fields = scvi_model.registry_["field_registries"]
     batch_key = setup.get("batch_key")
     return PretrainedAutoencoder(
         model_kwargs={
@@ -158,11 +159,11 @@ def read_scvi_model(scvi_model) -> PretrainedAutoencoder:
         },
         layer=setup.get("layer"),
         batch_key=batch_key,
-        var_names=pd.Index(scvi_model.adata.var_names),
+        var_names=pd.Index(fields[REGISTRY_KEYS.X_KEY]["state_registry"]["column_names"]),
         batch_categories=(
             None
             if batch_key is None
-            else pd.Index(manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping)
+            else pd.Index(fields[REGISTRY_KEYS.BATCH_KEY]["state_registry"]["categorical_mapping"])
         ),
         state_dict={
             name: value.detach().cpu().clone()

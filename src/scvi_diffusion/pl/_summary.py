@@ -64,8 +64,15 @@ def metrics_summary(frame: pd.DataFrame, group: str = "all", save: str | None = 
     >>> frame = metrics.evaluate(test, synthetic, condition_key="cell_type")  # doctest: +SKIP
     >>> fig = scvi_diffusion.pl.metrics_summary(frame, group="CD19+ B")  # doctest: +SKIP
     """
-    if not isinstance(frame, pd.DataFrame) or not isinstance(frame.index, pd.MultiIndex):
-        raise TypeError("`frame` must be the DataFrame returned by `metrics.evaluate`.")
+    if (
+        not isinstance(frame, pd.DataFrame)
+        or not isinstance(frame.index, pd.MultiIndex)
+        or not {"synthetic", "floor"} <= set(frame.columns)
+    ):
+        raise TypeError(
+            "`frame` must be the DataFrame returned by `metrics.evaluate` (with 'synthetic' "
+            "and 'floor' columns)."
+        )
     groups = frame.index.get_level_values(0).unique()
     if group not in groups:
         raise ValueError(f"Unknown group {group!r}; choose one of {list(groups)}.")
