@@ -3,6 +3,7 @@ import warnings
 import numpy as np
 import pytest
 import scvi
+import torch
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
@@ -11,6 +12,11 @@ from scvi_diffusion.metrics import stratified_split
 warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
 
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "logger": None}
+
+
+def same_state(a: dict, b: dict) -> bool:
+    """Whether two state dicts hold equal tensors, name for name."""
+    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
 
 
 def quiet_train(model, **kwargs):

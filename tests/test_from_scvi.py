@@ -8,7 +8,7 @@ import torch
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
 
-from .conftest import quiet_train
+from .conftest import quiet_train, same_state
 
 
 def _pbmc_with_batches():
@@ -32,8 +32,7 @@ def scvi_model():
 
 
 def _same_weights(module_a, module_b) -> bool:
-    a, b = module_a.state_dict(), module_b.state_dict()
-    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
+    return same_state(module_a.state_dict(), module_b.state_dict())
 
 
 def test_takes_the_vae_and_trains_only_the_latent_stages(scvi_model, tmp_path):
@@ -55,6 +54,10 @@ def test_takes_the_vae_and_trains_only_the_latent_stages(scvi_model, tmp_path):
 
     quiet_train(model, max_epochs=2)
     assert set(model.trained_stages_) == {"vae", "diffusion", "classifier"}
+    # the latent stages were trained in the standardisation of the pretrained VAE's latents
+    latents = torch.as_tensor(model.get_latent_representation())
+    torch.testing.assert_close(model.module.diffusion.latent_loc, latents.mean(0))
+    torch.testing.assert_close(model.module.diffusion.latent_scale, latents.std(0))
     assert _same_weights(model.module.autoencoder, scvi_model.module)  # the VAE is untouched
     assert any(key.startswith("diffusion_") for key in model.history)
     assert any(key.startswith("vae_") for key in model.history)

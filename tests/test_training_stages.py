@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Callback
 import scvi_diffusion
 from scvi_diffusion import NonFiniteLossError, ScDiffusion
 
-from .conftest import quiet_train
+from .conftest import quiet_train, same_state
 
 GEN = {"n": 20, "n_steps": 3, "progress_bar": False, "seed": 0}
 # the module each stage trains
@@ -55,10 +55,6 @@ def _state(module):
     return {k: v.clone() for k, v in module.state_dict().items()}
 
 
-def _same(a, b):
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
 @pytest.mark.parametrize(("stage", "kept"), [("vae", []), ("diffusion", ["vae"])])
 def test_nan_loss_stops_with_the_stage_name(stage, kept):
     model = _model()
@@ -81,8 +77,8 @@ def test_nan_in_the_classifier_stage_keeps_vae_and_diffusion():
     vae, diffusion = _state(model.module.autoencoder), _state(model.module.diffusion)
     quiet_train(model, max_epochs=2, stages=["classifier"])
     assert model.is_trained_
-    assert _same(vae, _state(model.module.autoencoder))
-    assert _same(diffusion, _state(model.module.diffusion))
+    assert same_state(vae, _state(model.module.autoencoder))
+    assert same_state(diffusion, _state(model.module.diffusion))
     assert model.generate(**GEN).n_obs == 20
 
 
@@ -108,7 +104,7 @@ def test_interrupted_stage_keeps_the_earlier_ones_and_resumes(tmp_path):
     vae = _state(loaded.module.autoencoder)
     quiet_train(loaded, max_epochs=2, stages=["diffusion", "classifier"])
     assert loaded.is_trained_ and loaded.trained_stages_ == ["vae", "diffusion", "classifier"]
-    assert _same(vae, _state(loaded.module.autoencoder))
+    assert same_state(vae, _state(loaded.module.autoencoder))
     assert {k.split("_")[0] for k in loaded.history} == {"vae", "diffusion", "classifier"}
     assert loaded.generate(**GEN).n_obs == 20
 
@@ -145,11 +141,11 @@ def _train_once(seed):
 def test_cpu_training_and_generation_are_deterministic():
     weights, cells = _train_once(0)
     again_weights, again_cells = _train_once(0)
-    assert _same(weights, again_weights)
+    assert same_state(weights, again_weights)
     np.testing.assert_array_equal(cells.X.toarray(), again_cells.X.toarray())
     np.testing.assert_array_equal(cells.obsm["X_latent"], again_cells.obsm["X_latent"])
     other_weights, _ = _train_once(1)
-    assert not _same(weights, other_weights)
+    assert not same_state(weights, other_weights)
 
 
 def test_non_finite_loss_error_survives_pickling():

@@ -539,14 +539,13 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             raise ValueError(
                 f"The scVI model's weights do not fit the VAE rebuilt from its arguments: {error}"
             ) from None
-        model.module.eval()  # encoding below must not update BatchNorm's running statistics
+        # a trained model is in eval mode: encoding the cells before the latent stages must not
+        # update BatchNorm's running statistics (train() computes the latent standardisation)
+        model.module.eval()
         model.trained_stages_ = ["vae"]
         model.pretrained_autoencoder_ = True
         model.history_ = pretrained.history
         model._model_summary_string += " Autoencoder: a pretrained scVI model."
-        latents = model.get_latent_representation(batch_size=model._encoding_batch_size)
-        diffusion = model.module.diffusion
-        diffusion.set_standardization(torch.as_tensor(latents).to(diffusion.latent_loc))
         return model
 
     @staticmethod
@@ -890,6 +889,9 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         }
 
         trained = [s for s in self.trained_stages_ if s not in stages and "vae" not in stages]
+        # a latent stage that stays trained needs the latent standardisation it was trained in;
+        # otherwise (a new VAE, a pretrained scVI one, or all latent stages retrained) compute it
+        standardize_anew = not any(s != "vae" for s in trained)
         history = self._history_without(stages)
         latent_manager = None
         if "vae" in stages:
@@ -909,9 +911,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                     plan = self._training_plan_cls(module, **plan_kwargs[stage])
                 else:
                     if latent_manager is None:
-                        latent_manager = self._latent_training_data(
-                            standardize_anew="vae" in stages
-                        )
+                        latent_manager = self._latent_training_data(standardize_anew)
                     splitter = self._data_splitter_cls(
                         latent_manager, batch_size=latent_batch_size, **split_kwargs
                     )
@@ -1042,8 +1042,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
     def _latent_training_data(self, standardize_anew: bool) -> AnnDataManager:
         """Standardised latents and conditions of the training cells, registered for training.
 
-        The standardisation is (re)computed only after the VAE was trained, so retraining a
-        latent stage keeps the latent space the other stage was trained in.
+        With ``standardize_anew=False`` the standardisation is kept, so retraining one latent
+        stage keeps the latent space the other stage was trained in.
         """
         latents = torch.as_tensor(
             self.get_latent_representation(batch_size=self._encoding_batch_size)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from numbers import Number
 
 import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.data._constants import _SETUP_ARGS_KEY
 from scvi.module import VAE
+
+from ._save_load import to_plain
 
 # set by ScDiffusion itself (from its own arguments and registration)
 _SET_BY_MODEL = {
@@ -54,15 +55,13 @@ SUPPORTED_LIKELIHOODS = ("poisson", "nb", "zinb")
 SUPPORTED_DISPERSIONS = ("gene", "gene-batch", "gene-cell")
 
 
-def _is_plain(value) -> bool:
-    """Whether a value can be written to a safe model file (no code objects)."""
-    if value is None or isinstance(value, str | bool | Number):
-        return True
-    if isinstance(value, list | tuple):
-        return all(_is_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
-    return False
+def _storable(value) -> bool:
+    """Whether a model file can store ``value`` and load it safely (no code objects)."""
+    try:
+        to_plain(value)
+    except TypeError:
+        return False
+    return True
 
 
 def check_autoencoder_kwargs(autoencoder_kwargs) -> dict:
@@ -80,12 +79,12 @@ def check_autoencoder_kwargs(autoencoder_kwargs) -> dict:
             f"`autoencoder_kwargs` has options ScDiffusion cannot pass to scVI's VAE: {unknown}; "
             f"valid options: {list(AUTOENCODER_OPTIONS)}."
         )
-    not_plain = sorted(k for k, v in autoencoder_kwargs.items() if not _is_plain(v))
+    not_plain = sorted(k for k, v in autoencoder_kwargs.items() if not _storable(v))
     if not_plain:
         raise ValueError(
             f"`autoencoder_kwargs` {not_plain} hold Python objects (such as functions) that a "
-            "model file cannot store safely; only numbers, strings, booleans, None, lists and "
-            "dicts of them are supported."
+            "model file cannot store safely; only tensors, NumPy arrays, numbers, strings, "
+            "booleans, None, and lists and dicts of them are supported."
         )
     return dict(autoencoder_kwargs)
 
