@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DEMO_OUT ?= demo_output
-TUTORIAL_CI_EPOCHS ?= 30
+TUTORIAL_CI_EPOCHS ?= 10
 
 .PHONY: demo test lint format bench bench-fidelity bench-conditioning bench-speed tutorials \
 	tutorials-ci docs clean

@@ -93,6 +93,38 @@ def test_bad_input_is_an_error_message_not_a_traceback(argv, message, capsys, tm
     assert message in capsys.readouterr().err
 
 
+def _unreadable_files(folder, source):
+    """Files named .h5ad that are not readable AnnData files."""
+    notes = folder / "notes.h5ad"
+    notes.write_text("cell,gene\nAAAC,3\n")
+    empty = folder / "empty.h5ad"
+    empty.write_bytes(b"")
+    truncated = folder / "truncated.h5ad"
+    content = source.read_bytes()
+    truncated.write_bytes(content[: len(content) // 2])
+    return {"text": notes, "empty": empty, "truncated": truncated}
+
+
+@pytest.mark.parametrize("kind", ["text", "empty", "truncated"])
+@pytest.mark.parametrize("command", ["train", "train --backed", "evaluate", "generate --data"])
+def test_unreadable_files_are_one_line_errors(files, trained, kind, command, capsys, tmp_path):
+    path = str(_unreadable_files(tmp_path, files / "train.h5ad")[kind])
+    argv = {
+        "train": ["train", path, "--out", str(tmp_path / "m")],
+        "train --backed": ["train", path, "--out", str(tmp_path / "m"), "--backed"],
+        "evaluate": ["evaluate", str(files / "test.h5ad"), path],
+        "generate --data": ["generate", str(trained), "--data", path, "--out", "x.h5ad"],
+    }[command]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"scvi-diffusion {command.split()[0]}: error: Cannot read {path!r}")
+    assert "as an AnnData .h5ad file" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+
+
 def test_bad_values_are_reported(files, trained, capsys):
     argv = ["train", str(files / "train.h5ad"), "--out", str(files / "m2")]
     with pytest.raises(SystemExit):

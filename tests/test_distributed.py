@@ -18,7 +18,7 @@ from scvi_diffusion import ScDiffusion
 from scvi_diffusion.metrics import evaluate
 
 SCRIPT = Path(__file__).parent / "scripts" / "train_distributed.py"
-BUDGET = {"vae_epochs": 200, "diffusion_epochs": 1500, "classifier_epochs": 150}
+BUDGET = {"vae_epochs": 100, "diffusion_epochs": 1000, "classifier_epochs": 100}
 SINGLE_PROCESS_BUDGET = {key: epochs // 2 for key, epochs in BUDGET.items()}
 
 

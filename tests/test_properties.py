@@ -376,6 +376,9 @@ TRAIN_ARGUMENTS = (
     "vae_epochs",
     "diffusion_epochs",
     "classifier_epochs",
+    "diffusion_steps",
+    "classifier_steps",
+    "progress_bar",
     "train_size",
     "validation_size",
     "batch_size",
@@ -393,6 +396,8 @@ def test_train_with_any_argument_value(argument, value):
     # every stage's epochs are set, so a valid value of any one argument trains briefly
     epochs = {f"{s}_epochs": 1 for s in ("vae", "diffusion", "classifier")}
     kwargs = {"max_epochs": 1, **epochs, "batch_size": 16, "latent_batch_size": 16}
+    # a stage's budget is steps or epochs, not both
+    kwargs.pop(argument.replace("_steps", "_epochs"), None)
     kwargs[argument] = value
     if attempt(argument, lambda: quiet_train(model, **kwargs)) is REJECTED:
         assert model.trained_stages_ == []

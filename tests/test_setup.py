@@ -131,6 +131,14 @@ def test_bad_counts_raise_and_leave_adata_untouched(pbmc, corrupt, message):
     assert not any(c.startswith("_scvi") for c in pbmc.obs.columns)
 
 
+def test_non_integer_counts_name_the_likelihood_in_use(pbmc):
+    _non_integer(pbmc)
+    with pytest.raises(ValueError, match="non-integer") as error:
+        ScDiffusion.setup_anndata(pbmc, cell_type_key="cell_type")
+    assert "Poisson by default" in str(error.value)
+    assert "the negative binomial likelihood needs" not in str(error.value)
+
+
 def test_empty_anndata(pbmc):
     with pytest.raises(ValueError, match="0 cells x 765 genes"):
         ScDiffusion.setup_anndata(pbmc[:0].copy())

@@ -79,11 +79,26 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _read(path: str, backed: bool = False):
+    """The AnnData in ``path``; a ValueError that names the file if it cannot be read."""
     import anndata as ad
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"No file at {path!r}.")
-    return ad.read_h5ad(path, backed="r" if backed else None)
+    try:
+        adata = ad.read_h5ad(path, backed="r" if backed else None)
+        if backed:
+            # a backed file is read on demand: read its last cell now, so a truncated file
+            # fails here and not in the middle of training
+            adata.X[adata.n_obs - 1 :]
+    except Exception as error:
+        # h5py, anndata and the operating system each have their own errors for unreadable,
+        # truncated and wrong-format files: one line that names the file instead
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(
+            f"Cannot read {path!r} as an AnnData .h5ad file ({reason}). Give an .h5ad file "
+            "written by anndata (`adata.write_h5ad(path)`)."
+        ) from None
+    return adata
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -289,8 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        # bad input gets its message, not a traceback; exit status 2 as for usage errors
+    except (ValueError, TypeError, OSError) as error:
+        # bad input (or a file that cannot be read or written) gets its message, not a
+        # traceback; exit status 2 as for usage errors
         parser.exit(2, f"scvi-diffusion {args.command}: error: {error}\n")
 
 

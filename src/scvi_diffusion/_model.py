@@ -32,11 +32,12 @@ from scvi.model._utils import (
 )
 from scvi.model.base import BaseModelClass, VAEMixin
 from scvi.model.base._constants import SAVE_KEYS
-from scvi.train import TrainingPlan, TrainRunner
+from scvi.train import TrainRunner
 from scvi.utils import setup_anndata_dsp
 from scvi.utils._docstrings import devices_dsp
 from tqdm.auto import tqdm
 
+from ._callbacks import StageProgressBar, StopOnNonFiniteLoss, WarmedUpEMA
 from ._conditions import ConditionSpace, draw_reference_cells, parse_requests
 from ._constants import (
     INTERPOLATION_WEIGHT_KEY,
@@ -53,6 +54,7 @@ from ._diffusion import (
     run_sampler,
 )
 from ._io import validate_out, write_h5ad_in_batches
+from ._latent_data import LatentDataSplitter, StepBudget, latent_step_budget, steps_per_pass
 from ._module import (
     AUTOENCODERS,
     GUIDANCE_MODES,
@@ -65,13 +67,9 @@ from ._pretrained import (
     check_batches,
     read_scvi_model,
 )
+from ._runtime import quiet_lightning, threads_for_idle_cores
 from ._save_load import ModelFileError, read_model_file, save_atomically, write_model_file
-from ._trainingplans import (
-    LatentStageTrainingPlan,
-    NonFiniteLossError,
-    StopOnNonFiniteLoss,
-    denoiser_weight_averaging,
-)
+from ._trainingplans import LatentStageTrainingPlan, NonFiniteLossError, VAEStageTrainingPlan
 from ._validation import (
     check_bool,
     check_key,
@@ -98,9 +96,12 @@ DEFAULT_SAMPLER = {"scvi": "dpmpp_2m", "mlp": "ddpm"}
 # chosen from the fidelity-against-steps curve of benchmarks/speed.py
 DEFAULT_STEPS = {"dpmpp_2m": 20, "ddim": 50}
 DEFAULT_EMA_DECAY = 0.999
-# optimiser steps of the latent stages (and the epoch caps that bound them on tiny data)
-DIFFUSION_STEPS, DIFFUSION_EPOCH_CAP = 12_000, 10_000
-CLASSIFIER_STEPS, CLASSIFIER_EPOCH_CAP = 3_000, 500
+# optimiser steps of the latent stages, and the passes over the cells that cap them on tiny data
+LATENT_DEFAULTS = {"diffusion": (4_000, 10_000), "classifier": (3_000, 500)}
+# the denoiser's optimiser: Adam's usual epsilon (as in diffusion models generally) instead of
+# scvi-tools' 0.01, which for the small gradients of the noise-prediction loss damps every
+# update; with it 4,000 steps are as faithful as 12,000 were (benchmarks/step_budget.py)
+LATENT_PLAN_DEFAULTS = {"diffusion": {"lr": 1e-3, "eps": 1e-8}, "classifier": {"lr": 1e-3}}
 OUTPUTS = ("counts", "normalized")
 STAGES = ("vae", "diffusion", "classifier")
 UNTRAINED_VAE_MESSAGE = (
@@ -228,7 +229,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
     """
 
     _module_cls = ScDiffusionModule
-    _training_plan_cls = TrainingPlan
+    _training_plan_cls = VAEStageTrainingPlan
     _latent_training_plan_cls = LatentStageTrainingPlan
     _data_splitter_cls = DataSplitter
     _train_runner_cls = TrainRunner
@@ -646,34 +647,51 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         data_splitter,
         max_epochs: int,
         callbacks: Sequence = (),
+        max_steps: int | None = None,
+        progress_bar: bool = True,
         **runner_kwargs,
     ):
         """Train one stage with scvi-tools' runner; return its history under the stage prefix.
 
-        A NaN or infinite loss stops the stage with a :class:`NonFiniteLossError`; a Ctrl+C
-        raises KeyboardInterrupt (Lightning turns it into SystemExit and leaves Ctrl+C ignored,
-        which would disable it in the rest of a Jupyter session).
+        ``max_steps`` (the latent stages) makes the stage a step budget, shown by its progress
+        bar in steps. A NaN or infinite loss stops the stage with a
+        :class:`NonFiniteLossError`; a Ctrl+C raises KeyboardInterrupt (Lightning turns it into
+        SystemExit and leaves Ctrl+C ignored, which would disable it in the rest of a Jupyter
+        session).
         """
-        logger.info(f"ScDiffusion training stage '{stage}': {max_epochs} epochs.")
+        budget = f"{max_steps} steps" if max_steps is not None else f"{max_epochs} epochs"
+        logger.debug(f"ScDiffusion training stage '{stage}': {budget}.")
         started = time.perf_counter()
         self.is_trained_ = False
         self.history_ = None
         # scvi-tools' runner leaves the module in eval mode after a stage; Lightning keeps it so
         training_plan.module.train()
-        runner = self._train_runner_cls(
-            self,
-            training_plan=training_plan,
-            data_splitter=data_splitter,
-            max_epochs=max_epochs,
-            # scvi-tools' Trainer appends its own callbacks to the list it gets: a fresh list
-            # per stage keeps the caller's list, and the next stage's, untouched
-            callbacks=[*callbacks, StopOnNonFiniteLoss(stage)],
-            **runner_kwargs,
-        )
+        # scvi-tools' Trainer appends its own callbacks to the list it gets: a fresh list per
+        # stage keeps the caller's list, and the next stage's, untouched
+        callbacks = [*callbacks, StopOnNonFiniteLoss(stage)]
+        if progress_bar:
+            unit = "epoch" if max_steps is None else "step"
+            callbacks.append(StageProgressBar(stage, unit))
+        if max_steps is not None:
+            runner_kwargs["max_steps"] = max_steps
+        runner_kwargs.pop("simple_progress_bar", None)
         in_main_thread = threading.current_thread() is threading.main_thread()
         sigint_handler = signal.getsignal(signal.SIGINT) if in_main_thread else None
         try:
-            runner()
+            with quiet_lightning(), threads_for_idle_cores() as threads:
+                logger.debug(f"Stage '{stage}' runs with {threads} torch threads.")
+                runner = self._train_runner_cls(
+                    self,
+                    training_plan=training_plan,
+                    data_splitter=data_splitter,
+                    max_epochs=max_epochs,
+                    callbacks=callbacks,
+                    enable_progress_bar=progress_bar,
+                    # the stage's own bar (above) instead of scvi-tools' bar over epochs
+                    simple_progress_bar=False,
+                    **runner_kwargs,
+                )
+                runner()
         except SystemExit as error:
             if isinstance(error.__context__, KeyboardInterrupt):
                 raise KeyboardInterrupt(f"Training interrupted in stage {stage!r}.") from None
@@ -716,18 +734,6 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         """Cells encoded at once: each minibatch is densified, so at most ~8M values."""
         return int(min(4096, max(128, ENCODING_VALUES_PER_BATCH // self.adata.n_vars)))
 
-    @staticmethod
-    def _latent_epochs(
-        n_obs: int, batch_size: int, target_steps: int, cap: int, n_processes: int = 1
-    ) -> int:
-        """Epochs that give about ``target_steps`` optimiser steps, at most ``cap``.
-
-        With data parallel training each of ``n_processes`` sees a share of every epoch, so an
-        epoch has fewer (larger) steps.
-        """
-        steps_per_epoch = max(1, math.ceil(n_obs / (batch_size * n_processes)))
-        return int(min(cap, max(1, math.ceil(target_steps / steps_per_epoch))))
-
     @devices_dsp.dedent
     def train(
         self,
@@ -735,6 +741,8 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         *,
         stages: Sequence[str] | None = None,
         vae_epochs: int | None = None,
+        diffusion_steps: int | None = None,
+        classifier_steps: int | None = None,
         diffusion_epochs: int | None = None,
         classifier_epochs: int | None = None,
         accelerator: str = "auto",
@@ -744,6 +752,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         batch_size: int = 128,
         latent_batch_size: int = 256,
         ema_decay: float | None = DEFAULT_EMA_DECAY,
+        progress_bar: bool = True,
         vae_plan_kwargs: dict | None = None,
         diffusion_plan_kwargs: dict | None = None,
         classifier_plan_kwargs: dict | None = None,
@@ -752,14 +761,17 @@ class ScDiffusion(VAEMixin, BaseModelClass):
     ) -> None:
         """Train the stages: VAE, latent diffusion and, for classifier guidance, the classifiers.
 
-        Each stage runs with scvi-tools' :class:`~scvi.train.TrainRunner` and shows its own
-        progress bar. ``model.history`` holds every stage's curves, prefixed with ``vae_``,
-        ``diffusion_`` and ``classifier_``.
+        Each stage runs with scvi-tools' :class:`~scvi.train.TrainRunner` and shows one
+        progress bar: the VAE's counts epochs, the latent stages' count optimiser steps.
+        ``model.history`` holds every stage's curves, prefixed with ``vae_``, ``diffusion_`` and
+        ``classifier_``.
 
         Parameters
         ----------
         max_epochs
-            Cap on the epochs of every stage (handy for quick runs).
+            Cap on every stage, in passes over the cells (handy for quick runs): at most
+            ``max_epochs`` VAE epochs, and at most as many latent steps as ``max_epochs`` passes
+            over the cells take.
         stages
             Stages to (re)train, for example ``["diffusion"]`` to retrain the denoiser of a
             trained model. Default: all of them (``"vae"``, ``"diffusion"`` and, with
@@ -768,14 +780,20 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             the latent stages need a trained VAE, and retraining the VAE makes the latent
             stages stale until they are retrained too.
         vae_epochs
-            Epochs of the VAE. Default: scvi-tools' heuristic (400 up to 20,000 cells, fewer
-            beyond).
-        diffusion_epochs
-            Epochs of the denoiser. Default: about 12,000 optimiser steps, at most 10,000
-            epochs.
-        classifier_epochs
-            Epochs of the guidance classifiers (``guidance="classifier"`` only). Default: about
-            3,000 optimiser steps, at most 500 epochs.
+            Epochs of the VAE. Default: scvi-tools' heuristic, 400 up to 20,000 cells (so
+            its steps grow with the cells), then ``400 * 20,000 / n_cells`` (about 62,500
+            minibatches of 128 whatever the size).
+        diffusion_steps
+            Optimiser steps of the denoiser. Default: 4,000, whatever the number of cells (at
+            most 10,000 passes over tiny data).
+        classifier_steps
+            Optimiser steps of the guidance classifiers (``guidance="classifier"`` only).
+            Default: 3,000 (at most 500 passes over the cells, so that the classifiers of a
+            few hundred cells do not memorise them).
+        diffusion_epochs, classifier_epochs
+            The same budgets in passes over the cells, instead of steps: one pass is
+            ``ceil(n_cells / (latent_batch_size * n_processes))`` steps. Give either steps or
+            epochs for a stage.
         %(param_accelerator)s
         %(param_devices)s
         train_size
@@ -791,6 +809,9 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             Decay of the exponential moving average of the denoiser's weights; the averaged
             weights are the ones kept, as is usual for diffusion models. ``None`` keeps the
             last weights instead.
+        progress_bar
+            Show one progress bar per stage. ``False`` shows nothing. scvi-tools' name,
+            ``enable_progress_bar``, works too.
         vae_plan_kwargs, diffusion_plan_kwargs, classifier_plan_kwargs
             Keyword arguments for each stage's :class:`~scvi.train.TrainingPlan`.
         datasplitter_kwargs
@@ -798,14 +819,16 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         **trainer_kwargs
             Keyword arguments for :class:`~scvi.train.Trainer`, such as ``strategy="ddp"``
             and ``num_nodes`` for distributed data parallel training (several devices or
-            machines; see ``docs/scaling.md``). With several processes, each stage's data
-            loaders shard every epoch between them, and the latent stages keep their number of
-            optimiser steps.
+            machines; see ``docs/scaling.md``). With several processes, the VAE's data loaders
+            shard every epoch between them, and every process of a latent stage takes its own
+            minibatch at each of the stage's steps: the latent stages keep their number of
+            optimiser steps, each over a larger effective batch.
 
         Notes
         -----
         The counts are read minibatch by minibatch: a sparse ``X`` is never densified and a
-        backed (on-disk) AnnData stays on disk.
+        backed (on-disk) AnnData stays on disk. The latent stages train on the latents of the
+        cells, held in memory (``n_latent`` numbers per cell).
 
         A NaN or infinite loss stops training with a
         :class:`~scvi_diffusion.NonFiniteLossError` that names the stage. If a stage fails or is
@@ -829,61 +852,67 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         >>> adata = scvi_diffusion.data.pbmc68k()
         >>> ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
         >>> model = ScDiffusion(adata)
-        >>> model.train()  # the default budget: about 4 minutes on 2 CPU cores  # doctest: +SKIP
+        >>> model.train()  # the default budget: about a minute on 2 CPU cores  # doctest: +SKIP
         >>> model.train(max_epochs=20)  # a quick look  # doctest: +SKIP
-        >>> model.train(stages=["diffusion"], diffusion_epochs=2000)  # doctest: +SKIP
+        >>> model.train(stages=["diffusion"], diffusion_steps=4000)  # doctest: +SKIP
         >>> model.train(accelerator="gpu", devices=2, strategy="ddp")  # doctest: +SKIP
         """
         max_epochs = positive_int("max_epochs", max_epochs)
         vae_epochs = positive_int("vae_epochs", vae_epochs)
-        diffusion_epochs = positive_int("diffusion_epochs", diffusion_epochs)
-        classifier_epochs = positive_int("classifier_epochs", classifier_epochs)
+        latent_budgets = {}
+        for stage, steps, epochs in (
+            ("diffusion", diffusion_steps, diffusion_epochs),
+            ("classifier", classifier_steps, classifier_epochs),
+        ):
+            steps = positive_int(f"{stage}_steps", steps)
+            epochs = positive_int(f"{stage}_epochs", epochs)
+            if steps is not None and epochs is not None:
+                raise ValueError(
+                    f"Give `{stage}_steps` or `{stage}_epochs`, not both (one epoch is one pass "
+                    "over the cells)."
+                )
+            latent_budgets[stage] = (steps, epochs)
         batch_size = positive_int("batch_size", batch_size, allow_none=False)
         latent_batch_size = positive_int("latent_batch_size", latent_batch_size, allow_none=False)
         if ema_decay is not None:
             ema_decay = check_number("ema_decay", ema_decay, 0.0, 1.0)
+        progress_bar = check_bool("progress_bar", progress_bar)
+        if "enable_progress_bar" in trainer_kwargs:
+            # scvi-tools' name for it
+            progress_bar = check_bool(
+                "enable_progress_bar", trainer_kwargs.pop("enable_progress_bar")
+            )
         train_size, validation_size = self._check_split(train_size, validation_size)
         stages = self._stages_to_train(stages)
-        n_obs = self.adata.n_obs
         n_processes = _n_processes(accelerator, devices, trainer_kwargs)
 
-        def capped(epochs: int) -> int:
-            return epochs if max_epochs is None else min(epochs, max_epochs)
-
-        epochs = {
-            "vae": capped(vae_epochs or get_max_epochs_heuristic(n_obs)),
-            "diffusion": capped(
-                diffusion_epochs
-                or self._latent_epochs(
-                    n_obs, latent_batch_size, DIFFUSION_STEPS, DIFFUSION_EPOCH_CAP, n_processes
-                )
-            ),
-            "classifier": capped(
-                classifier_epochs
-                or self._latent_epochs(
-                    n_obs, latent_batch_size, CLASSIFIER_STEPS, CLASSIFIER_EPOCH_CAP, n_processes
-                )
-            ),
+        vae_epochs = vae_epochs or get_max_epochs_heuristic(self.adata.n_obs)
+        if max_epochs is not None:
+            vae_epochs = min(vae_epochs, max_epochs)
+        per_pass = steps_per_pass(self._n_train(train_size), latent_batch_size, n_processes)
+        budgets = {
+            stage: latent_step_budget(steps, epochs, per_pass, max_epochs, *LATENT_DEFAULTS[stage])
+            for stage, (steps, epochs) in latent_budgets.items()
         }
         callbacks = trainer_kwargs.pop("callbacks", None) or []
-        runner_kwargs = {"accelerator": accelerator, "devices": devices, **trainer_kwargs}
-        split_kwargs = {
-            "train_size": train_size,
-            "validation_size": validation_size,
-            # each process of data parallel training loads its own share of every epoch
-            "distributed_sampler": n_processes > 1,
+        runner_kwargs = {
+            "accelerator": accelerator,
+            "devices": devices,
+            "progress_bar": progress_bar,
+            **trainer_kwargs,
         }
+        split_kwargs = {"train_size": train_size, "validation_size": validation_size}
         split_kwargs.update(datasplitter_kwargs or {})
         plan_kwargs = {
             "vae": vae_plan_kwargs or {},
-            "diffusion": {"lr": 1e-3, **(diffusion_plan_kwargs or {})},
-            "classifier": {"lr": 1e-3, **(classifier_plan_kwargs or {})},
+            "diffusion": {**LATENT_PLAN_DEFAULTS["diffusion"], **(diffusion_plan_kwargs or {})},
+            "classifier": {**LATENT_PLAN_DEFAULTS["classifier"], **(classifier_plan_kwargs or {})},
         }
         stage_callbacks = {
             "vae": callbacks,
             "diffusion": [
                 *callbacks,
-                *([] if ema_decay is None else [denoiser_weight_averaging(ema_decay)]),
+                *([] if ema_decay is None else [WarmedUpEMA(ema_decay)]),
             ],
             "classifier": callbacks,
         }
@@ -903,29 +932,37 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 self._reinitialize_if_not_finite(stage)
                 module = getattr(self.module, STAGE_MODULES[stage])
                 if stage == "vae":
+                    # each process of data parallel training loads its own share of every epoch
+                    vae_split = {"distributed_sampler": n_processes > 1, **split_kwargs}
                     splitter = self._data_splitter_cls(
                         self.adata_manager,
                         batch_size=batch_size,
-                        **self._without_one_cell_batches(split_kwargs, batch_size),
+                        **self._without_one_cell_batches(vae_split, batch_size),
                     )
                     plan = self._training_plan_cls(module, **plan_kwargs[stage])
-                else:
-                    if latent_manager is None:
-                        latent_manager = self._latent_training_data(standardize_anew)
-                    splitter = self._data_splitter_cls(
-                        latent_manager, batch_size=latent_batch_size, **split_kwargs
-                    )
-                    plan = self._latent_training_plan_cls(module, **plan_kwargs[stage])
-                history.update(
-                    self._run_stage(
+                    stage_history = self._run_stage(
                         stage,
                         plan,
                         splitter,
-                        epochs[stage],
+                        vae_epochs,
                         callbacks=stage_callbacks[stage],
                         **runner_kwargs,
                     )
-                )
+                else:
+                    if latent_manager is None:
+                        latent_manager = self._latent_training_data(standardize_anew)
+                    stage_history = self._run_latent_stage(
+                        stage,
+                        module,
+                        latent_manager,
+                        budgets[stage],
+                        latent_batch_size,
+                        plan_kwargs[stage],
+                        split_kwargs,
+                        callbacks=stage_callbacks[stage],
+                        **runner_kwargs,
+                    )
+                history.update(stage_history)
             finally:
                 # on failure too: the stages trained so far stay usable
                 self.history_ = history
@@ -934,6 +971,24 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         self.trained_stages_ = trained
         self.history_ = history
         self.is_trained_ = not self._untrained_stages()
+
+    def _run_latent_stage(
+        self,
+        stage: str,
+        module: torch.nn.Module,
+        latent_manager: AnnDataManager,
+        budget: StepBudget,
+        batch_size: int,
+        plan_kwargs: Mapping,
+        split_kwargs: Mapping,
+        **runner_kwargs,
+    ) -> dict:
+        """Train a latent stage (the denoiser or guidance classifiers) for its step budget."""
+        splitter = LatentDataSplitter(latent_manager, budget, batch_size, **split_kwargs)
+        plan = self._latent_training_plan_cls(module, **plan_kwargs)
+        return self._run_stage(
+            stage, plan, splitter, budget.epochs, max_steps=budget.steps, **runner_kwargs
+        )
 
     def _reinitialize_if_not_finite(self, stage: str) -> None:
         """Give a stage back its initial weights if they are NaN or infinite (left by a failed
@@ -1056,7 +1111,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         return self._latent_data_manager(standardized, self._training_conditions(keys))
 
     def _train_auxiliary_classifier(
-        self, key: str, categories: pd.Index
+        self, key: str, categories: pd.Index, progress_bar: bool = True
     ) -> ConditionClassifiersModule:
         """Guidance classifier for an obs column that was not registered, trained on demand."""
         logger.warning(
@@ -1081,18 +1136,22 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         standardized = self.module.diffusion.standardize(latents.to(self.device)).cpu().numpy()
         obs = pd.DataFrame({key: labels[keep]}, index=self.adata.obs_names[keep])
         manager = self._latent_data_manager(standardized, obs)
-        splitter = self._data_splitter_cls(manager, batch_size=256, train_size=1.0)
-        plan = self._latent_training_plan_cls(module, lr=1e-3)
+        budget = latent_step_budget(
+            None, None, steps_per_pass(len(keep), 256), None, *LATENT_DEFAULTS["classifier"]
+        )
         history, trained_module = self.history_, self.module
         try:
             # the runner trains `model.module`'s device placement; swap the classifier in
             self.module = module
-            stage_history = self._run_stage(
+            stage_history = self._run_latent_stage(
                 f"classifier_{key}",
-                plan,
-                splitter,
-                self._latent_epochs(len(keep), 256, CLASSIFIER_STEPS, CLASSIFIER_EPOCH_CAP),
-                enable_progress_bar=True,
+                module,
+                manager,
+                budget,
+                256,
+                LATENT_PLAN_DEFAULTS["classifier"],
+                {},
+                progress_bar=progress_bar,
             )
         finally:
             self.module = trained_module
@@ -1397,7 +1456,7 @@ class ScDiffusion(VAEMixin, BaseModelClass):
                 classifiers.append(self.module.guidance.classifiers[registered.index(key)])
                 continue
             if key not in self._auxiliary_guidance:
-                module = self._train_auxiliary_classifier(key, space.extra[key])
+                module = self._train_auxiliary_classifier(key, space.extra[key], progress_bar)
                 self._auxiliary_guidance[key] = (module, space.extra[key])
             classifiers.append(self._auxiliary_guidance[key][0].classifiers[0])
 

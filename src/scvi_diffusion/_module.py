@@ -24,6 +24,10 @@ GUIDANCE_MODES = ("classifier", "classifier_free")
 
 LOG_NORMALIZED_TARGET_SUM = 1e4
 
+CELLS_PER_TIMESTEP = 8
+"""Cells of a training minibatch that share a (stratified) timestep: the time embeddings, most
+of a step's work, are computed once per distinct timestep."""
+
 
 class MLPAutoencoder(BaseModuleClass):
     """The scDiffusion paper's deterministic autoencoder on log-normalised expression.
@@ -187,7 +191,9 @@ class LatentDiffusionModule(BaseModuleClass):
     @auto_move_data
     def inference(self, x0: torch.Tensor, labels: torch.Tensor | None = None):
         """Noise clean latents at uniformly drawn timesteps; drop conditions in training."""
-        t = self.schedule.sample_timesteps(x0.shape[0], device=x0.device)
+        t = self.schedule.sample_timesteps(
+            x0.shape[0], device=x0.device, cells_per_timestep=CELLS_PER_TIMESTEP
+        )
         noise = torch.randn_like(x0)
         if labels is not None and self.training and self.condition_dropout > 0:
             # each condition is dropped on its own, so every subset of conditions is learned,
@@ -267,7 +273,9 @@ class ConditionClassifiersModule(BaseModuleClass):
     @auto_move_data
     def inference(self, x0: torch.Tensor):
         """Noise clean latents at timesteps below the horizon."""
-        t = self.schedule.sample_timesteps(x0.shape[0], high=self.horizon, device=x0.device)
+        t = self.schedule.sample_timesteps(
+            x0.shape[0], high=self.horizon, device=x0.device, cells_per_timestep=CELLS_PER_TIMESTEP
+        )
         return {"x_t": self.schedule.q_sample(x0, t), "t": t}
 
     def _get_generative_input(self, tensors, inference_outputs, **kwargs):

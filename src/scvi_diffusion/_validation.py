@@ -69,9 +69,10 @@ def validate_counts(adata: ad.AnnData, layer: str | None = None) -> None:
                 )
             if np.any(values != np.round(values)):
                 raise ValueError(
-                    f"{where} contains non-integer values; the negative binomial likelihood "
-                    "needs raw counts (not normalised or log-transformed data). Put raw counts "
-                    "in a layer and pass `layer=`."
+                    f"{where} contains non-integer values; ScDiffusion needs raw counts (not "
+                    "normalised or log-transformed data): its autoencoder's likelihood, "
+                    "Poisson by default (or the negative binomial), is a distribution over "
+                    "integer counts. Put raw counts in a layer and pass `layer=`."
                 )
         if values.size and values.min() < 0:
             raise ValueError(f"{where} contains negative values; the model needs raw counts.")

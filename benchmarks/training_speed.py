@@ -1,0 +1,210 @@
+"""Training speed: default ``train()`` against scVI's, the denoiser against a bare PyTorch loop,
+and training beside a competing CPU-bound process.
+
+``python benchmarks/training_speed.py [--parts train throughput shared-cpu] [--repeats 3]
+[--out DIR]`` (or ``make bench-training``). Every part runs in this one process, one training
+at a time, on the bundled PBMC cells (700 cells x 765 genes):
+
+- ``train``: the default ``ScDiffusion.train()`` and scVI's default ``SCVI.train()`` on the
+  same cells, alternated, ``--repeats`` times each;
+- ``throughput``: optimiser steps per second of the diffusion stage (``train(stages=
+  ["diffusion"], diffusion_steps=N)``, Lightning, weight average and all) and of a bare PyTorch
+  loop over a copy of the same denoiser module, the same latents, minibatch size and optimiser
+  (fused Adam, scvi-tools' learning rate, epsilon and weight decay), alternated;
+- ``shared-cpu``: the default ``train()`` alone and beside ``--competing`` busy Python
+  processes (each a ``while True: pass`` loop, which keeps one core busy), alternated.
+
+``--src DIR`` imports ``scvi_diffusion`` from another source tree (for example a checkout of an
+earlier commit), to measure a before/after with the same script; ``--max-epochs`` caps every
+stage for such a comparison of slowdowns. Writes ``training_speed_runs.csv`` and
+``training_speed.md`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+warnings.filterwarnings("ignore")
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["train", "throughput", "shared-cpu"],
+        choices=["train", "throughput", "shared-cpu"],
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2000, help="Steps per throughput run.")
+    parser.add_argument("--competing", type=int, default=1, help="Busy processes (shared-cpu).")
+    parser.add_argument("--max-epochs", type=int, default=None, help="Cap on every stage.")
+    parser.add_argument("--src", type=Path, default=None, help="Import scvi_diffusion from here.")
+    parser.add_argument("--label", default="", help="Name of this code version in the tables.")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    return parser.parse_args()
+
+
+ARGS = _parse()
+if ARGS.src is not None:
+    sys.path.insert(0, str(ARGS.src.resolve()))
+
+import scvi  # noqa: E402
+import torch  # noqa: E402
+from scvi import REGISTRY_KEYS  # noqa: E402
+
+import scvi_diffusion  # noqa: E402
+from scvi_diffusion import ScDiffusion  # noqa: E402
+
+QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
+
+
+def _scdiffusion(max_epochs: int | None = None) -> tuple[ScDiffusion, float]:
+    scvi.settings.seed = 0
+    adata = scvi_diffusion.data.pbmc68k()
+    ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
+    model = ScDiffusion(adata)
+    started = time.perf_counter()
+    model.train(max_epochs=max_epochs, **QUIET)
+    return model, time.perf_counter() - started
+
+
+def _scvi() -> float:
+    scvi.settings.seed = 0
+    adata = scvi_diffusion.data.pbmc68k()
+    scvi.model.SCVI.setup_anndata(adata)
+    model = scvi.model.SCVI(adata)
+    started = time.perf_counter()
+    model.train(**QUIET)
+    return time.perf_counter() - started
+
+
+def part_train(repeats: int) -> list[dict]:
+    rows = []
+    for repeat in range(repeats):
+        model, seconds = _scdiffusion(ARGS.max_epochs)
+        stages = {f"{k}_s": v for k, v in model.stage_seconds_.items()}
+        rows.append(
+            {"part": "train", "run": "ScDiffusion", "repeat": repeat, "s": seconds, **stages}
+        )
+        rows.append({"part": "train", "run": "scVI", "repeat": repeat, "s": _scvi()})
+        print(rows[-2], rows[-1], flush=True)
+    return rows
+
+
+def _bare_steps_per_second(module, latents, n_steps: int, batch_size: int = 256) -> float:
+    module = copy.deepcopy(module).train()
+    optimizer = torch.optim.Adam(
+        module.parameters(), lr=1e-3, eps=0.01, weight_decay=1e-6, fused=True
+    )
+    started = time.perf_counter()
+    for _ in range(n_steps):
+        rows = torch.randint(0, latents.shape[0], (batch_size,))
+        _, _, loss_output = module({REGISTRY_KEYS.X_KEY: latents[rows]})
+        optimizer.zero_grad()
+        loss_output.loss.backward()
+        optimizer.step()
+    return n_steps / (time.perf_counter() - started)
+
+
+def part_throughput(repeats: int, n_steps: int) -> list[dict]:
+    model, _ = _scdiffusion(max_epochs=2)
+    latents = torch.as_tensor(model._latent_training_data(False).adata.X)
+    rows = []
+    for repeat in range(repeats):
+        started = time.perf_counter()
+        model.train(stages=["diffusion"], diffusion_steps=n_steps, **QUIET)
+        stage = n_steps / (time.perf_counter() - started)
+        bare = _bare_steps_per_second(model.module.diffusion, latents, n_steps)
+        for run, value in (("diffusion stage (train)", stage), ("bare PyTorch loop", bare)):
+            rows.append({"part": "throughput", "run": run, "repeat": repeat, "steps_per_s": value})
+        print(rows[-2], rows[-1], flush=True)
+    return rows
+
+
+def part_shared_cpu(repeats: int, n_competing: int) -> list[dict]:
+    rows = []
+    for repeat in range(repeats):
+        for competing in (0, n_competing):
+            busy = [
+                subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(competing)
+            ]
+            try:
+                time.sleep(1.0 if busy else 0.0)
+                model, seconds = _scdiffusion(ARGS.max_epochs)
+            finally:
+                for process in busy:
+                    process.kill()
+                    process.wait()
+            stages = {f"{k}_s": v for k, v in model.stage_seconds_.items()}
+            run = f"beside {competing} busy process(es)" if competing else "alone"
+            rows.append(
+                {"part": "shared-cpu", "run": run, "repeat": repeat, "s": seconds, **stages}
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def report(table: pd.DataFrame) -> str:
+    label = f" ({ARGS.label})" if ARGS.label else ""
+    lines = [
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads; "
+        f"scvi-diffusion from {ARGS.src or 'this checkout'}{label}; max_epochs={ARGS.max_epochs}; "
+        f"median (min-max) of {ARGS.repeats} runs.",
+        "",
+    ]
+    for part, frame in table.groupby("part", sort=False):
+        value = "steps_per_s" if part == "throughput" else "s"
+        columns = [c for c in frame.columns if c.endswith("_s") and c != "steps_per_s"]
+        columns = [value, *[c for c in columns if frame[c].notna().any()]]
+        lines += [f"**{part}**", "", "| run | " + " | ".join(columns) + " |"]
+        lines.append("|---" * (len(columns) + 1) + "|")
+        medians = {}
+        for run, group in frame.groupby("run", sort=False):
+            cells = []
+            for column in columns:
+                values = group[column].dropna()
+                cells.append(f"{values.median():.2f} ({values.min():.2f}-{values.max():.2f})")
+            medians[run] = statistics.median(group[value])
+            lines.append(f"| {run} | " + " | ".join(cells) + " |")
+        first, *others = medians
+        for other in others:
+            lines.append(
+                f"\nratio of medians, {first} / {other}: {medians[first] / medians[other]:.2f}"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    rows = []
+    if "train" in ARGS.parts:
+        rows += part_train(ARGS.repeats)
+    if "throughput" in ARGS.parts:
+        rows += part_throughput(ARGS.repeats, ARGS.steps)
+    if "shared-cpu" in ARGS.parts:
+        rows += part_shared_cpu(ARGS.repeats, ARGS.competing)
+    table = pd.DataFrame(rows)
+    ARGS.out.mkdir(parents=True, exist_ok=True)
+    suffix = f"_{ARGS.label}" if ARGS.label else ""
+    table.to_csv(ARGS.out / f"training_speed_runs{suffix}.csv", index=False)
+    text = report(table)
+    (ARGS.out / f"training_speed{suffix}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""How training runs on the user's machine: what Lightning may print, and how many threads."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+import warnings
+
+import torch
+
+# Lightning's loggers of hardware banners ("GPU available: ..."), tips and "`Trainer.fit`
+# stopped" lines; their warnings still show
+LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+
+# Lightning warnings that say nothing to act on for these in-memory stages
+QUIET_WARNINGS = (
+    # loader processes would only slow down minibatches that are slices of tensors
+    ".*does not have many workers.*",
+    # scvi-tools' Trainer skips validation unless asked for
+    ".*validation_step.*but have no val_dataloader.*",
+    # the loss is logged once per epoch, not every few steps
+    ".*smaller than the logging interval.*",
+    # raised inside Lightning with newer torch releases
+    ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
+)
+
+
+@contextlib.contextmanager
+def quiet_lightning():
+    """Show only Lightning's warnings and errors for the duration of a block.
+
+    A training stage shows its progress bar and nothing else: no hardware banner, no logger
+    tips, no "`Trainer.fit` stopped" line. The loggers' levels are restored afterwards.
+    """
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    levels = [log.level for log in loggers]
+    try:
+        for log in loggers:
+            log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
+        with warnings.catch_warnings():
+            for message in QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+
+
+PROC_STAT = "/proc/stat"
+IDLE_SAMPLE_SECONDS = 0.2
+
+
+def _cpu_times(cpus: set[int]) -> tuple[int, int]:
+    """Idle and total time (in clock ticks) of ``cpus``, summed, from ``/proc/stat``."""
+    idle = total = 0
+    with open(PROC_STAT) as stat:
+        for line in stat:
+            name, *fields = line.split()
+            if not name.startswith("cpu") or name == "cpu":
+                continue
+            if int(name[3:]) in cpus:
+                # user nice system idle iowait irq softirq steal (guest time is in user)
+                ticks = [int(value) for value in fields[:8]]
+                idle += ticks[3] + ticks[4]
+                total += sum(ticks)
+    return idle, total
+
+
+def idle_cores(seconds: float = IDLE_SAMPLE_SECONDS) -> float | None:
+    """How many of this process's cores other processes leave idle, measured over ``seconds``.
+
+    Read from ``/proc/stat`` (Linux) over the cores this process may run on, while it waits;
+    None where that is not available.
+    """
+    try:
+        cpus = os.sched_getaffinity(0)
+        idle_before, total_before = _cpu_times(cpus)
+        time.sleep(seconds)
+        idle_after, total_after = _cpu_times(cpus)
+    except (AttributeError, OSError, ValueError):
+        return None
+    elapsed = total_after - total_before
+    if elapsed <= 0:
+        return None
+    return len(cpus) * (idle_after - idle_before) / elapsed
+
+
+def training_threads(current: int, idle: float | None) -> int:
+    """Torch threads for a training stage: at most ``current``, and no more than the idle
+    cores (rounded), at least one.
+
+    Torch splits every operation between its threads and waits for the slowest: a thread that
+    shares its core with a busy process stalls every operation for the time slices it does not
+    get, which made a 2-thread training several times slower beside one busy process on 2
+    cores. One thread fewer costs a little when the cores would have been free.
+    """
+    if idle is None:
+        return current
+    return max(1, min(current, math.floor(idle + 0.5)))
+
+
+@contextlib.contextmanager
+def threads_for_idle_cores():
+    """Run a block with :func:`training_threads` torch threads, then restore the setting."""
+    current = torch.get_num_threads()
+    threads = training_threads(current, idle_cores())
+    try:
+        torch.set_num_threads(threads)
+        yield threads
+    finally:
+        torch.set_num_threads(current)
