@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DEMO_OUT ?= demo_output
 TUTORIAL_CI_EPOCHS ?= 10
 
-.PHONY: demo test lint format bench bench-fidelity bench-conditioning bench-speed tutorials \
+.PHONY: demo test lint format bench bench-fidelity bench-conditioning bench-speed bench-training tutorials \
 	tutorials-ci docs clean
 
 $(STAMP): pyproject.toml
@@ -35,13 +35,18 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_generate.py
 
-# held-out fidelity vs scVI and the paper's setup, 3 seeds (30-40 minutes on 2 CPU cores)
+# held-out fidelity vs scVI and the paper's setup, 3 seeds (~20 min on 2 CPU cores)
 bench-fidelity: $(STAMP)
 	$(BIN)/python benchmarks/fidelity.py --out benchmarks/results
 
-# classifier vs classifier-free guidance: held-out split, unseen combination, trajectory (~25 min)
+# classifier vs classifier-free guidance: held-out split, unseen combination, trajectory (~8 min)
 bench-conditioning: $(STAMP)
 	$(BIN)/python benchmarks/conditioning.py --out benchmarks/results
+
+# default train() against scVI's, the denoiser against a bare PyTorch loop, training beside a
+# busy process (~15 min on 2 CPU cores)
+bench-training: $(STAMP)
+	$(BIN)/python benchmarks/training_speed.py --out benchmarks/results
 
 # samplers (fidelity and speed against steps), throughput at 2,000 genes, streaming 1M cells,
 # training time and memory from 10k to 1M cells (~45 min on 2 CPU cores, ~25 GB of temp files)
@@ -49,7 +54,7 @@ bench-speed: $(STAMP)
 	$(BIN)/python benchmarks/speed.py --out benchmarks/results
 
 # execute the tutorial notebooks in place with their own training budgets: the outputs the
-# docs show (~40 min on 2 CPU cores)
+# docs show (~13 min on 2 CPU cores)
 tutorials: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[tutorials]"
 	$(BIN)/python benchmarks/run_notebooks.py tutorials/*.ipynb

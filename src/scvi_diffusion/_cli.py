@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-epochs",
         type=int,
         default=None,
-        help="Cap on the epochs of every training stage (default: the model's budget).",
+        help="Cap on every training stage, in passes over the cells (default: the model's "
+        "budget).",
     )
     demo.set_defaults(func=_demo)
 
@@ -229,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="Guidance mode (default: %(default)s).",
     )
     train.add_argument(
-        "--max-epochs", type=int, help="Cap on the epochs of every stage (default: none)."
+        "--max-epochs",
+        type=int,
+        help="Cap on every stage, in passes over the cells (default: none).",
     )
     _add_seed(train)
     train.add_argument(

@@ -15,7 +15,7 @@ import torch
 # stopped" lines; their warnings still show
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_lightning")
 
-# Lightning warnings that say nothing to act on for these in-memory stages
+# warnings that say nothing a user can act on while a stage trains
 QUIET_WARNINGS = (
     # loader processes would only slow down minibatches that are slices of tensors
     ".*does not have many workers.*",
@@ -25,6 +25,8 @@ QUIET_WARNINGS = (
     ".*smaller than the logging interval.*",
     # raised inside Lightning with newer torch releases
     ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
+    # a notebook without ipywidgets: the progress bars fall back to text, which is fine
+    ".*IProgress not found.*",
 )
 
 
