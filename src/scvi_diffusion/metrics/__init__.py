@@ -4,13 +4,17 @@ The AnnData-level metrics work in one :class:`SharedSpace` fit on real cells onl
 (log-normalised highly variable genes and a PCA); the distance, classifier and mixing metrics
 take arrays of coordinates. :func:`evaluate` computes them all, overall and per condition,
 against held-out real cells, beside the :func:`floor` that two sets of real cells reach.
+:func:`cfgen_scores` reproduces the protocol of published generation benchmarks (CFGen and
+later), and :func:`marker_fold_changes` checks that each cell type keeps its marker genes.
 """
 
+from ._cfgen_protocol import cfgen_scores, mmd_rbf_biased, wasserstein_exact
 from ._classifiers import conditional_accuracy, real_vs_synthetic_auc
 from ._counts import count_checks
 from ._distances import mmd_rbf, wasserstein2
 from ._evaluate import evaluate, floor
 from ._expression import mean_expression_correlation, variance_correlation
+from ._markers import marker_fold_changes
 from ._mixing import ilisi
 from ._space import SharedSpace, shared_space
 from ._split import matched_sample, stratified_split
@@ -18,18 +22,22 @@ from ._trajectory import trajectory_progress
 
 __all__ = [
     "SharedSpace",
+    "cfgen_scores",
     "conditional_accuracy",
     "count_checks",
     "evaluate",
     "floor",
     "ilisi",
+    "marker_fold_changes",
     "matched_sample",
     "mean_expression_correlation",
     "mmd_rbf",
+    "mmd_rbf_biased",
     "real_vs_synthetic_auc",
     "shared_space",
     "stratified_split",
     "trajectory_progress",
     "variance_correlation",
     "wasserstein2",
+    "wasserstein_exact",
 ]
