@@ -35,7 +35,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_generate.py
 
-# held-out fidelity vs scVI and the paper's setup, 3 seeds (~20 min on 2 CPU cores)
+# held-out fidelity vs scVI and the paper's setup, 3 seeds, both protocols and marker genes:
+# the bundled PBMCs (~20 min on 2 CPU cores) and PBMC3K (~40 min per seed)
 bench-fidelity: $(STAMP)
 	$(BIN)/python benchmarks/fidelity.py --out benchmarks/results
 

@@ -239,13 +239,16 @@ def run(names, seeds, out: Path, pbmc3k_path: Path) -> pd.DataFrame:
                     + ", ".join(f"{m}={record[m]:.4g}" for m in (*REPORTED, *EXTRA)),
                     flush=True,
                 )
-    out.mkdir(parents=True, exist_ok=True)
+                # this run's rows so far: an interrupted run keeps what it measured
+                out.mkdir(parents=True, exist_ok=True)
+                pd.DataFrame(rows).to_csv(out / "fidelity_runs_partial.csv", index=False)
     runs = _keep_other_datasets(pd.DataFrame(rows), out / "fidelity_runs.csv", names)
     per_type = _keep_other_datasets(
         pd.concat(per_type_rows), out / "fidelity_cfgen_per_type.csv", names
     )
     runs.to_csv(out / "fidelity_runs.csv", index=False)
     per_type.to_csv(out / "fidelity_cfgen_per_type.csv", index=False)
+    (out / "fidelity_runs_partial.csv").unlink()
     return runs
 
 
