@@ -105,6 +105,22 @@ def scdiffusion(train, test, seed: int, **model_kwargs):
     return synthetic, train_seconds, time.perf_counter() - started
 
 
+def _scvi_samples(model, library, seed: int, cat_covs=None) -> sparse.csr_matrix:
+    """Counts decoded from scVI's prior ``z ~ N(0, I)`` with the given library sizes."""
+    n_cells = len(library)
+    z = torch.randn(n_cells, model.module.n_latent, generator=torch.Generator().manual_seed(seed))
+    module = model.module.eval()
+    with torch.inference_mode():
+        px = module.generative(
+            z=z,
+            library=torch.log(torch.as_tensor(library, dtype=torch.float32)).unsqueeze(-1),
+            batch_index=torch.zeros(n_cells, 1, dtype=torch.long),
+            cat_covs=cat_covs,
+        )["px"]
+        torch.manual_seed(seed)
+        return sparse.csr_matrix(px.sample().numpy().astype(np.float32))
+
+
 def scvi_prior(train, test, seed: int):
     train = train.copy()
     scvi.model.SCVI.setup_anndata(train)
@@ -113,23 +129,11 @@ def scvi_prior(train, test, seed: int):
     model.train(enable_progress_bar=False)
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)
-    n_cells = test.n_obs
     library = np.asarray(train.X.sum(axis=1)).ravel()
-    library = library[np.random.default_rng(seed).integers(0, train.n_obs, n_cells)]
-    z = torch.randn(n_cells, model.module.n_latent, generator=generator)
-    module = model.module.eval()
-    with torch.inference_mode():
-        px = module.generative(
-            z=z,
-            library=torch.log(torch.as_tensor(library, dtype=torch.float32)).unsqueeze(-1),
-            batch_index=torch.zeros(n_cells, 1, dtype=torch.long),
-        )["px"]
-        torch.manual_seed(seed)
-        counts = px.sample().numpy()
+    library = library[np.random.default_rng(seed).integers(0, train.n_obs, test.n_obs)]
     synthetic = ad.AnnData(
-        X=sparse.csr_matrix(counts.astype(np.float32)),
-        obs=pd.DataFrame(index=[f"scvi_{i}" for i in range(n_cells)]),
+        X=_scvi_samples(model, library, seed),
+        obs=pd.DataFrame(index=[f"scvi_{i}" for i in range(test.n_obs)]),
         var=pd.DataFrame(index=train.var_names.copy()),
     )
     return synthetic, train_seconds, time.perf_counter() - started
@@ -150,22 +154,11 @@ def conditional_scvi(train, test, seed: int):
     library = np.array([rng.choice(train_library[train_types == t]) for t in types])
     mapping = model.adata_manager.get_state_registry(scvi.REGISTRY_KEYS.CAT_COVS_KEY)
     codes = {str(c): i for i, c in enumerate(mapping.mappings[CONDITION])}
-    n_cells = test.n_obs
-    z = torch.randn(n_cells, model.module.n_latent, generator=torch.Generator().manual_seed(seed))
-    module = model.module.eval()
-    with torch.inference_mode():
-        px = module.generative(
-            z=z,
-            library=torch.log(torch.as_tensor(library, dtype=torch.float32)).unsqueeze(-1),
-            batch_index=torch.zeros(n_cells, 1, dtype=torch.long),
-            cat_covs=torch.as_tensor([[codes[t]] for t in types], dtype=torch.long),
-        )["px"]
-        torch.manual_seed(seed)
-        counts = px.sample().numpy()
+    cat_covs = torch.as_tensor([[codes[t]] for t in types], dtype=torch.long)
     synthetic = ad.AnnData(
-        X=sparse.csr_matrix(counts.astype(np.float32)),
+        X=_scvi_samples(model, library, seed, cat_covs=cat_covs),
         obs=pd.DataFrame(
-            {CONDITION: pd.Categorical(types)}, index=[f"cscvi_{i}" for i in range(n_cells)]
+            {CONDITION: pd.Categorical(types)}, index=[f"cscvi_{i}" for i in range(len(types))]
         ),
         var=pd.DataFrame(index=train.var_names.copy()),
     )

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scvi
 import torch
+from threadpoolctl import threadpool_limits
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
@@ -23,6 +24,15 @@ def quiet_train(model, **kwargs):
     """Train with a small budget and no progress output."""
     model.train(enable_progress_bar=False, enable_model_summary=False, **kwargs)
     return model
+
+
+@pytest.fixture(scope="module")
+def one_blas_thread():
+    """One BLAS thread for a module of metric tests: their matrices are small, and extra
+    threads only fight other processes for cores (an SVD of 700 x 765 took seconds instead of
+    0.06 s next to a training job)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 @pytest.fixture

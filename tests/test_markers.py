@@ -6,16 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
-from threadpoolctl import threadpool_limits
 
 from scvi_diffusion import metrics
 from scvi_diffusion.data import pbmc68k
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_blas_thread():
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")

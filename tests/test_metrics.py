@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
-from threadpoolctl import threadpool_limits
 
 from scvi_diffusion import metrics
 from scvi_diffusion.data import pbmc68k
@@ -35,12 +34,7 @@ METRICS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_blas_thread():
-    # The matrices here are small: extra BLAS threads only fight other processes for cores
-    # (an SVD of 700 x 765 took seconds instead of 0.06 s next to a training job).
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")
