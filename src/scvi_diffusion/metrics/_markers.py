@@ -24,10 +24,14 @@ def _fold_changes(log_expression: np.ndarray, labels: np.ndarray, group: str) ->
 
 
 def _top_markers(
-    real: ad.AnnData, labels: np.ndarray, groups: list[str], n_genes: int, target_sum: float
+    real: ad.AnnData,
+    log_expression: np.ndarray,
+    labels: np.ndarray,
+    groups: list[str],
+    n_genes: int,
 ) -> dict[str, pd.Index]:
-    """Each group's ``n_genes`` top up-regulated genes in the real cells (Wilcoxon scores)."""
-    log_expression = _log_expression(real, real.var_names, target_sum)
+    """Each group's ``n_genes`` top up-regulated genes in the real cells (Wilcoxon scores on
+    their log expression, all genes)."""
     view = ad.AnnData(
         log_expression.astype(np.float32),
         obs=pd.DataFrame({"group": pd.Categorical(labels)}, index=real.obs_names),
@@ -121,9 +125,10 @@ def marker_fold_changes(
             f"No value of obs[{condition_key!r}] has at least {min_cells} cells, and as many "
             "other cells, on both sides; nothing to score."
         )
-    markers = _top_markers(real, real_labels, groups, n_genes, target_sum)
+    real_log_all_genes = _log_expression(real, real.var_names, target_sum)
+    markers = _top_markers(real, real_log_all_genes, real_labels, groups, n_genes)
     genes = pd.Index(np.unique(np.concatenate([list(m) for m in markers.values()])))
-    real_log = _log_expression(real, genes, target_sum)
+    real_log = real_log_all_genes[:, real.var_names.get_indexer(genes)]
     synthetic_log = _log_expression(synthetic, genes, target_sum)
 
     records = []
