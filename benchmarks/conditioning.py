@@ -49,7 +49,10 @@ from scvi_diffusion.metrics import (
 warnings.filterwarnings("ignore")
 
 MODES = ("classifier", "classifier_free")
-SCALES = {"classifier": (0.0, 1.0, 2.0, 4.0, 8.0), "classifier_free": (0.0, 1.0, 2.0, 3.0, 5.0)}
+SCALES = {
+    "classifier": (0.0, 1.0, 2.0, 4.0, 8.0),
+    "classifier_free": (0.0, 1.0, 1.5, 2.0, 3.0, 5.0),
+}
 HELD_OUT = {"cell_type": "CD19+ B", "tissue": "stimulated"}
 TRAJECTORY = ("CD34+", "CD14+ Monocyte")
 SEED = 0

@@ -50,13 +50,14 @@ def _with_extra_columns(adata):
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    """Cell type + tissue + batch; a few epochs: for API behaviour, not fidelity."""
+    """Cell type + tissue + batch, classifier guidance (all three stages); a few epochs: for
+    API behaviour, not fidelity."""
     scvi.settings.seed = 0
     adata = _with_extra_columns(scvi_diffusion.data.pbmc68k())
     ScDiffusion.setup_anndata(
         adata, cell_type_key="cell_type", tissue_key="tissue", batch_key="batch"
     )
-    model = ScDiffusion(adata, n_latent=6)
+    model = ScDiffusion(adata, n_latent=6, guidance="classifier")
     return quiet_train(model, max_epochs=3)
 
 
@@ -91,9 +92,9 @@ def two_factor_split():
 
 @pytest.fixture(scope="session")
 def two_factor_model(two_factor_split):
-    """Classifier-free guidance (which composes conditions), cell type and tissue, default
-    training budget, without the unseen combination."""
+    """Defaults (classifier-free guidance, which composes conditions), cell type and tissue,
+    default training budget, without the unseen combination."""
     scvi.settings.seed = 0
     adata = two_factor_split[0].copy()
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type", tissue_key="tissue")
-    return quiet_train(ScDiffusion(adata, guidance="classifier_free"))
+    return quiet_train(ScDiffusion(adata))

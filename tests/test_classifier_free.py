@@ -126,11 +126,11 @@ def test_classifier_free_generation(free_model):
     assert syn.n_obs == 12 and (syn.obs["cell_type"] == "CD19+ B").all()
     params = syn.uns["scdiffusion"]
     assert params["guidance"] == "classifier_free"
-    assert params["guidance_scale"] == {"cell_type": 2.0, "tissue": 2.0}
+    assert params["guidance_scale"] == {"cell_type": 1.5, "tissue": 1.5}
     scaled = free_model.generate(
         n=12, cell_type="CD19+ B", guidance_scale={"tissue": 0.0}, seed=0, **GEN
     )
-    assert scaled.uns["scdiffusion"]["guidance_scale"] == {"cell_type": 2.0, "tissue": 0.0}
+    assert scaled.uns["scdiffusion"]["guidance_scale"] == {"cell_type": 1.5, "tissue": 0.0}
     traj = free_model.generate(
         n=22,
         interpolate={"cell_type": ("CD34+", "CD19+ B")},

@@ -37,7 +37,9 @@ def _same_weights(module_a, module_b) -> bool:
 
 def test_takes_the_vae_and_trains_only_the_latent_stages(scvi_model, tmp_path):
     adata = scvi_model.adata.copy()
-    model = ScDiffusion.from_scvi_model(scvi_model, adata, cell_type_key="cell_type")
+    model = ScDiffusion.from_scvi_model(
+        scvi_model, adata, cell_type_key="cell_type", guidance="classifier"
+    )
     assert model.trained_stages_ == ["vae"]
     assert model.condition_keys == ["cell_type"]
     assert model.module.n_latent == 6

@@ -62,7 +62,7 @@ def test_no_keys_is_unconditional(pbmc):
 def test_condition_variants(pbmc, kwargs, expected_keys, roles):
     before = snapshot(pbmc)
     ScDiffusion.setup_anndata(pbmc, **kwargs)
-    model = ScDiffusion(pbmc)
+    model = ScDiffusion(pbmc, guidance="classifier")
     assert model.condition_keys == expected_keys
     assert model.condition_roles == roles
     for key in expected_keys:

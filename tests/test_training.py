@@ -89,7 +89,7 @@ class StepCounter(Callback):
 
 def test_latent_stages_run_their_step_budget(pbmc):
     ScDiffusion.setup_anndata(pbmc, cell_type_key="cell_type")
-    model = ScDiffusion(pbmc, n_latent=4)
+    model = ScDiffusion(pbmc, n_latent=4, guidance="classifier")
     counter = StepCounter()
     quiet_train(model, vae_epochs=1, diffusion_steps=7, classifier_steps=5, callbacks=[counter])
     # 700 cells: 6 VAE minibatches of 128 per epoch
@@ -105,7 +105,7 @@ def test_latent_stages_run_their_step_budget(pbmc):
 
 def test_latent_epochs_are_passes_over_the_cells(pbmc):
     ScDiffusion.setup_anndata(pbmc, cell_type_key="cell_type")
-    model = ScDiffusion(pbmc, n_latent=4)
+    model = ScDiffusion(pbmc, n_latent=4, guidance="classifier")
     counter = StepCounter()
     quiet_train(model, vae_epochs=1, diffusion_epochs=2, classifier_epochs=1, callbacks=[counter])
     assert counter.steps["LatentDiffusionModule"] == 6
@@ -140,7 +140,7 @@ adata = scvi_diffusion.data.pbmc68k()
 ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
 for argument in ({}, {"progress_bar": False}, {"enable_progress_bar": False}):
     print(f"=== {argument}", flush=True)
-    ScDiffusion(adata, n_latent=4).train(max_epochs=2, **argument)
+    ScDiffusion(adata, n_latent=4, guidance="classifier").train(max_epochs=2, **argument)
     sys.stdout.flush()
 """
 

@@ -45,10 +45,11 @@ def _interrupt(module):
     raise KeyboardInterrupt
 
 
-def _model(adata=None, **kwargs):
+def _model(adata=None, guidance="classifier", **kwargs):
+    """Classifier guidance unless asked otherwise: these tests cover all three stages."""
     adata = scvi_diffusion.data.pbmc68k() if adata is None else adata
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
-    return ScDiffusion(adata, n_latent=4, **kwargs)
+    return ScDiffusion(adata, n_latent=4, guidance=guidance, **kwargs)
 
 
 def _state(module):

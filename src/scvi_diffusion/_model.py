@@ -1,4 +1,4 @@
-"""ScDiffusion: latent diffusion with classifier guidance on scVI's latent space."""
+"""ScDiffusion: latent diffusion with guidance on scVI's latent space."""
 
 from __future__ import annotations
 
@@ -84,8 +84,11 @@ from ._validation import (
 logger = logging.getLogger("scvi").getChild("diffusion")
 
 # per guidance mode, chosen from the guidance-strength curves in docs/benchmarks.md
-DEFAULT_GUIDANCE_SCALES = {"classifier": 4.0, "classifier_free": 2.0}
-DEFAULT_GUIDANCE = "classifier"
+DEFAULT_GUIDANCE_SCALES = {"classifier": 4.0, "classifier_free": 1.5}
+# classifier-free guidance reaches held-out combinations of conditions and keeps single
+# conditions realistic on data of thousands of cells, where classifier gradients push latents
+# off the data (docs/benchmarks.md, "Realism at PBMC3K's size")
+DEFAULT_GUIDANCE = "classifier_free"
 DEFAULT_CONDITION_DROPOUT = 0.25
 DEFAULT_GENE_LIKELIHOOD = "poisson"
 GENE_LIKELIHOODS = ("poisson", "nb", "zinb")
@@ -157,12 +160,14 @@ def _seeded(seed: int | None, device: torch.device):
 
 
 class ScDiffusion(VAEMixin, BaseModelClass):
-    """Generate realistic single cells with latent diffusion and classifier guidance.
+    """Generate realistic single cells with latent diffusion and guidance.
 
     A reimplementation of scDiffusion :cite:p:`Luo2024`: scVI's variational autoencoder
     (Poisson likelihood on raw counts by default) maps cells to a latent space, a DDPM learns the
-    distribution of the standardised latents, and one classifier per registered condition,
-    trained on noisy latents, steers generation toward the requested conditions.
+    distribution of the standardised latents, and guidance steers generation toward the
+    requested conditions: by default the denoiser takes the registered conditions itself
+    (classifier-free guidance); with ``guidance="classifier"``, as in the paper, one classifier
+    per condition, trained on noisy latents, adds its gradient.
 
     Parameters
     ----------
@@ -203,13 +208,15 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         (decoded from the latent).
     guidance
         How conditions steer generation.
+        ``"classifier_free"`` (the default): the denoiser takes one learned embedding per
+        condition, each replaced by a null embedding with probability ``condition_dropout`` in
+        training; sampling combines the unconditional and the per-condition predictions
+        (compositional guidance, as in CFGen). No classifier stage is trained. It reaches
+        combinations of conditions never seen together in training, and its cells are harder
+        to tell from held-out real cells on data of thousands of cells.
         ``"classifier"`` (the paper's): an unconditional denoiser, and one classifier per
         condition trained on noisy latents whose log-probability gradients are added while
         sampling.
-        ``"classifier_free"``: the denoiser takes one learned embedding per condition, each
-        replaced by a null embedding with probability ``condition_dropout`` in training; sampling
-        combines the unconditional and the per-condition predictions (compositional guidance,
-        as in CFGen). No classifier stage is trained.
     condition_dropout
         Probability of dropping each condition while training a ``"classifier_free"``
         denoiser.
@@ -1278,9 +1285,9 @@ class ScDiffusion(VAEMixin, BaseModelClass):
             Timestep to which the source cells are noised for interpolation.
         guidance_scale
             Guidance scale: one number for all conditions, or a dict per condition (unlisted
-            ones keep the default). 0 disables guidance. Default: 4 with classifier guidance;
-            2 with classifier-free guidance, where 1 is the plain conditional model and larger
-            values sharpen the conditions.
+            ones keep the default). 0 disables guidance. Default: 1.5 with classifier-free
+            guidance, where 1 is the plain conditional model and larger values sharpen the
+            conditions; 4 with classifier guidance.
         sampler
             ``"dpmpp_2m"`` (DPM-Solver++(2M): deterministic, second order, timesteps evenly
             spaced in log-SNR), ``"ddim"`` (deterministic, first order) or ``"ddpm"``
