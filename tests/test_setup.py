@@ -164,3 +164,12 @@ def test_missing_column_and_missing_values(pbmc):
 def test_missing_layer(pbmc):
     with pytest.raises(ValueError, match="Layer 'counts' not found"):
         ScDiffusion.setup_anndata(pbmc, layer="counts")
+
+
+def test_default_guidance_is_classifier_free_but_the_paper_setup_keeps_classifiers(pbmc):
+    ScDiffusion.setup_anndata(pbmc, cell_type_key="cell_type")
+    assert ScDiffusion(pbmc).guidance == "classifier_free"
+    assert ScDiffusion(pbmc, autoencoder="mlp").guidance == "classifier"
+    chosen = ScDiffusion(pbmc, autoencoder="mlp", guidance="classifier_free")
+    assert chosen.guidance == "classifier_free"
+    assert chosen.init_params_["non_kwargs"]["guidance"] == "classifier_free"

@@ -226,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--guidance",
         choices=["classifier", "classifier_free"],
-        default="classifier",
-        help="Guidance mode (default: %(default)s).",
+        default=None,
+        help="Guidance mode (default: classifier_free; classifier is the paper's).",
     )
     train.add_argument(
         "--max-epochs",

@@ -87,8 +87,8 @@ logger = logging.getLogger("scvi").getChild("diffusion")
 DEFAULT_GUIDANCE_SCALES = {"classifier": 4.0, "classifier_free": 1.5}
 # classifier-free guidance reaches held-out combinations of conditions and keeps single
 # conditions realistic on data of thousands of cells, where classifier gradients push latents
-# off the data (docs/benchmarks.md, "Realism at PBMC3K's size")
-DEFAULT_GUIDANCE = "classifier_free"
+# off the data (docs/benchmarks.md, "Conditioning"); the paper's setup keeps its classifiers
+DEFAULT_GUIDANCE = {"scvi": "classifier_free", "mlp": "classifier"}
 DEFAULT_CONDITION_DROPOUT = 0.25
 DEFAULT_GENE_LIKELIHOOD = "poisson"
 GENE_LIKELIHOODS = ("poisson", "nb", "zinb")
@@ -207,8 +207,9 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         Negative binomial dispersion: per gene, per gene and batch, or per gene and cell
         (decoded from the latent).
     guidance
-        How conditions steer generation.
-        ``"classifier_free"`` (the default): the denoiser takes one learned embedding per
+        How conditions steer generation. Default: ``"classifier_free"``, or ``"classifier"``
+        with ``autoencoder="mlp"`` (the paper's setup).
+        ``"classifier_free"``: the denoiser takes one learned embedding per
         condition, each replaced by a null embedding with probability ``condition_dropout`` in
         training; sampling combines the unconditional and the per-condition predictions
         (compositional guidance, as in CFGen). No classifier stage is trained. It reaches
@@ -256,14 +257,15 @@ class ScDiffusion(VAEMixin, BaseModelClass):
         autoencoder: Literal["scvi", "mlp"] = "scvi",
         gene_likelihood: Literal["poisson", "nb", "zinb"] = DEFAULT_GENE_LIKELIHOOD,
         dispersion: Literal["gene", "gene-batch", "gene-cell"] = "gene",
-        guidance: Literal["classifier", "classifier_free"] = DEFAULT_GUIDANCE,
+        guidance: Literal["classifier", "classifier_free"] | None = None,
         condition_dropout: float = DEFAULT_CONDITION_DROPOUT,
         autoencoder_kwargs: dict | None = None,
     ):
         super().__init__(adata)
+        one_of("autoencoder", autoencoder, AUTOENCODERS)
+        guidance = DEFAULT_GUIDANCE[autoencoder] if guidance is None else guidance
         for name, value, valid in (
             ("guidance", guidance, GUIDANCE_MODES),
-            ("autoencoder", autoencoder, AUTOENCODERS),
             ("gene_likelihood", gene_likelihood, GENE_LIKELIHOODS),
             ("dispersion", dispersion, DISPERSIONS),
         ):
