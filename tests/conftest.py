@@ -1,4 +1,5 @@
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,12 @@ from scvi_diffusion import ScDiffusion
 from scvi_diffusion.metrics import stratified_split
 
 warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
+
+# the shared local copy of PBMC3K (../shared beside the repository, as in CI)
+PBMC3K = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbmc3k_raw.h5ad"
+needs_pbmc3k = pytest.mark.skipif(
+    not PBMC3K.is_file(), reason=f"the shared PBMC3K file is not at {PBMC3K}"
+)
 
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "logger": None}
 

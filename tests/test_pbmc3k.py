@@ -1,8 +1,6 @@
 """data.pbmc3k: the labelled PBMC3K cells from the shared local copy (the published recipe's
 cells and genes), and clear errors for a missing file, unlabelled data and a failed download."""
 
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -12,10 +10,7 @@ from scipy import sparse
 
 from scvi_diffusion import data
 
-PBMC3K = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbmc3k_raw.h5ad"
-needs_pbmc3k = pytest.mark.skipif(
-    not PBMC3K.is_file(), reason=f"the shared PBMC3K file is not at {PBMC3K}"
-)
+from .conftest import PBMC3K, needs_pbmc3k
 
 
 @needs_pbmc3k

@@ -3,8 +3,6 @@ trained at a budget CI affords generates the held-out cells' composition with th
 CFGen-protocol distances and marker fold changes of real cells. The full-budget figures are in
 docs/benchmarks.md (``make bench-fidelity``)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scvi
@@ -17,16 +15,12 @@ from scvi_diffusion.metrics import (
     matched_sample,
 )
 
-from .conftest import quiet_train
+from .conftest import PBMC3K, needs_pbmc3k, quiet_train
 
-PBMC3K = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbmc3k_raw.h5ad"
 # a tenth of the default VAE epochs and half the denoiser steps: about a minute on 2 cores
 BUDGET = {"vae_epochs": 40, "diffusion_steps": 2000}
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not PBMC3K.is_file(), reason=f"the shared PBMC3K file is not at {PBMC3K}"),
-]
+pytestmark = [pytest.mark.integration, needs_pbmc3k]
 
 
 @pytest.fixture(scope="module")
