@@ -21,16 +21,16 @@ demo: $(STAMP)
 	$(BIN)/scvi-diffusion demo --out $(DEMO_OUT)
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks scripts
+	$(BIN)/ruff check --fix src tests benchmarks scripts
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_generate.py
@@ -58,12 +58,12 @@ bench-speed: $(STAMP)
 # docs show (~13 min on 2 CPU cores)
 tutorials: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[tutorials]"
-	$(BIN)/python benchmarks/run_notebooks.py tutorials/*.ipynb
+	$(BIN)/python scripts/run_notebooks.py tutorials/*.ipynb
 
 # CI's check that every tutorial runs: small training budgets, executed copies in build/
 tutorials-ci: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[tutorials]"
-	$(BIN)/python benchmarks/run_notebooks.py --max-epochs $(TUTORIAL_CI_EPOCHS) \
+	$(BIN)/python scripts/run_notebooks.py --max-epochs $(TUTORIAL_CI_EPOCHS) \
 		--out-dir build/tutorials tutorials/*.ipynb
 
 # the documentation (Sphinx, myst-nb, sphinx-book-theme); any warning is an error

@@ -32,16 +32,15 @@ import numpy as np
 import pandas as pd
 import scvi
 import torch
+from _common import QUIET, split_with_reference, timed_train
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
 from scvi_diffusion.metrics import (
     conditional_accuracy,
     evaluate,
-    matched_sample,
     mmd_rbf,
     shared_space,
-    stratified_split,
     trajectory_progress,
     wasserstein2,
 )
@@ -63,11 +62,7 @@ def train_model(adata, mode: str, quick: bool, **setup) -> tuple[ScDiffusion, fl
     adata = adata.copy()
     ScDiffusion.setup_anndata(adata, **setup)
     model = ScDiffusion(adata, guidance=mode)
-    started = time.perf_counter()
-    model.train(
-        max_epochs=3 if quick else None, enable_progress_bar=False, enable_model_summary=False
-    )
-    return model, time.perf_counter() - started
+    return model, timed_train(model, max_epochs=3 if quick else None, **QUIET)
 
 
 def mean_log_expression(adata, genes) -> np.ndarray:
@@ -79,8 +74,7 @@ def mean_log_expression(adata, genes) -> np.ndarray:
 
 def held_out_split(quick: bool) -> list[dict]:
     data = scvi_diffusion.data.pbmc68k()
-    train, test = stratified_split(data, "cell_type", test_size=0.3, random_state=SEED)
-    reference = matched_sample(train, test, "cell_type", random_state=SEED)
+    train, test, reference = split_with_reference(data, SEED)
     rows = []
     for mode in MODES:
         model, seconds = train_model(train, mode, quick, cell_type_key="cell_type")

@@ -18,18 +18,13 @@ import time
 import warnings
 
 import scvi
+from _common import QUIET, timed_train
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
 from scvi_diffusion.metrics import conditional_accuracy, mean_expression_correlation
 
 warnings.filterwarnings("ignore")
-
-
-def timed_training(model) -> float:
-    started = time.perf_counter()
-    model.train(enable_progress_bar=False, enable_model_summary=False)
-    return time.perf_counter() - started
 
 
 def main():
@@ -43,7 +38,7 @@ def main():
         scvi.settings.seed = args.seed
         ScDiffusion.setup_anndata(cells, cell_type_key="cell_type")
         model = ScDiffusion(cells)
-        seconds = timed_training(model)
+        seconds = timed_train(model, **QUIET)
         started = time.perf_counter()
         synthetic = model.generate(
             conditions=held_out.obs[["cell_type"]], seed=args.seed, progress_bar=False
@@ -51,7 +46,7 @@ def main():
         generate_seconds = time.perf_counter() - started
         reference = cells.copy()
         scvi.model.SCVI.setup_anndata(reference)
-        scvi_seconds = timed_training(scvi.model.SCVI(reference))
+        scvi_seconds = timed_train(scvi.model.SCVI(reference), **QUIET)
         record = {
             "n_cells": n_cells,
             "train_seconds": seconds,

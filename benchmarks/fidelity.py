@@ -39,16 +39,17 @@ import numpy as np
 import pandas as pd
 import scvi
 import torch
+from _common import PBMC3K, split_with_reference, timed_train
 from scipy import sparse
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
+from scvi_diffusion.data._pbmc3k import published_split
 from scvi_diffusion.metrics import (
     cfgen_scores,
     evaluate,
     marker_fold_changes,
     matched_sample,
-    stratified_split,
 )
 
 warnings.filterwarnings("ignore")
@@ -75,32 +76,29 @@ GENERATORS = (
     "conditional scVI",
 )
 SHORT_NAMES = dict(zip(GENERATORS, ("scdiffusion", "paper", "scvi", "cscvi"), strict=True))
-PBMC3K = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbmc3k_raw.h5ad"
 
 
 def load(name: str, pbmc3k_path: Path) -> ad.AnnData:
     if name == "pbmc68k":
         return scvi_diffusion.data.pbmc68k()
-    adata = scvi_diffusion.data.pbmc3k(pbmc3k_path)
-    detected = np.asarray((adata.X > 0).sum(axis=0)).ravel() >= 30
-    return adata[:, detected].copy()
+    return scvi_diffusion.data.pbmc3k(pbmc3k_path)
 
 
-def split(name: str, adata: ad.AnnData, seed: int) -> tuple[ad.AnnData, ad.AnnData]:
+def split(name: str, adata: ad.AnnData, seed: int) -> tuple[ad.AnnData, ad.AnnData, ad.AnnData]:
+    """Training cells, test cells and the floor's reference (real training cells drawn in the
+    test cells' composition), all drawn with ``seed``."""
     if name == "pbmc68k":
-        return stratified_split(adata, CONDITION, test_size=0.3, random_state=seed)
-    order = np.random.default_rng(seed).permutation(adata.n_obs)
-    n_test = round(0.2 * adata.n_obs)
-    return adata[np.sort(order[n_test:])].copy(), adata[np.sort(order[:n_test])].copy()
+        return split_with_reference(adata, seed, test_size=0.3, condition=CONDITION)
+    # the published recipe: genes detected in at least 30 cells, a random 80/20 split
+    train, test = published_split(adata, seed)
+    return train, test, matched_sample(train, test, CONDITION, random_state=seed)
 
 
 def scdiffusion(train, test, seed: int, **model_kwargs):
     train = train.copy()
     ScDiffusion.setup_anndata(train, cell_type_key=CONDITION)
     model = ScDiffusion(train, **model_kwargs)
-    started = time.perf_counter()
-    model.train(enable_progress_bar=False)
-    train_seconds = time.perf_counter() - started
+    train_seconds = timed_train(model, enable_progress_bar=False)
     started = time.perf_counter()
     synthetic = model.generate(conditions=test.obs[[CONDITION]], seed=seed, progress_bar=False)
     return synthetic, train_seconds, time.perf_counter() - started
@@ -126,9 +124,7 @@ def scvi_prior(train, test, seed: int):
     train = train.copy()
     scvi.model.SCVI.setup_anndata(train)
     model = scvi.model.SCVI(train)
-    started = time.perf_counter()
-    model.train(enable_progress_bar=False)
-    train_seconds = time.perf_counter() - started
+    train_seconds = timed_train(model, enable_progress_bar=False)
     started = time.perf_counter()
     library = np.asarray(train.X.sum(axis=1)).ravel()
     library = library[np.random.default_rng(seed).integers(0, train.n_obs, test.n_obs)]
@@ -144,9 +140,7 @@ def conditional_scvi(train, test, seed: int):
     train = train.copy()
     scvi.model.SCVI.setup_anndata(train, categorical_covariate_keys=[CONDITION])
     model = scvi.model.SCVI(train)
-    started = time.perf_counter()
-    model.train(enable_progress_bar=False)
-    train_seconds = time.perf_counter() - started
+    train_seconds = timed_train(model, enable_progress_bar=False)
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     types = test.obs[CONDITION].astype(str).to_numpy()
@@ -188,8 +182,7 @@ def run(names, seeds, out: Path, pbmc3k_path: Path, skip=()) -> pd.DataFrame:
         adata = load(name, pbmc3k_path)
         for seed in seeds:
             scvi.settings.seed = seed
-            train, test = split(name, adata, seed)
-            reference = matched_sample(train, test, CONDITION, random_state=seed)
+            train, test, reference = split(name, adata, seed)
             generators = {
                 GENERATORS[0]: lambda: scdiffusion(train, test, seed),  # noqa: B023
                 GENERATORS[1]: lambda: scdiffusion(train, test, seed, autoencoder="mlp"),  # noqa: B023

@@ -10,6 +10,8 @@ import sys
 import time
 import warnings
 
+from _common import timed_train
+
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
 from scvi_diffusion.metrics import conditional_accuracy, mean_expression_correlation, shared_space
@@ -22,9 +24,8 @@ def main():
     adata = scvi_diffusion.data.pbmc68k()
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
     model = ScDiffusion(adata, n_latent=n_latent)
-    started = time.perf_counter()
-    model.train(enable_progress_bar=False)
-    print(f"train total {time.perf_counter() - started:.1f}s, per stage {model.stage_seconds_}")
+    seconds = timed_train(model, enable_progress_bar=False)
+    print(f"train total {seconds:.1f}s, per stage {model.stage_seconds_}")
     for scale in (0.0, 1.0, 2.0, 4.0, 8.0):
         settings = (("ddim", 50), ("ddpm", 1000)) if scale == 2.0 else (("ddim", 50),)
         for sampler, n_steps in settings:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -28,7 +27,8 @@ import anndata as ad
 import numpy as np
 import scvi
 import torch
-from fidelity import CONDITION, PBMC3K, load, split
+from _common import PBMC3K, timed_train
+from fidelity import CONDITION, load, split
 from scipy import sparse
 
 from scvi_diffusion import ScDiffusion
@@ -36,7 +36,6 @@ from scvi_diffusion.metrics import (
     cfgen_scores,
     evaluate,
     marker_fold_changes,
-    matched_sample,
     real_vs_synthetic_auc,
 )
 
@@ -87,18 +86,16 @@ def main():
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/realism_gap.jsonl"))
     args = parser.parse_args()
 
-    train, test = split(args.dataset, load(args.dataset, args.pbmc3k), args.seed)
-    reference = matched_sample(train, test, CONDITION, random_state=args.seed)
+    train, test, reference = split(args.dataset, load(args.dataset, args.pbmc3k), args.seed)
     scvi.settings.seed = args.seed
     ScDiffusion.setup_anndata(train, cell_type_key=CONDITION)
     model = ScDiffusion(train, **args.model_kwargs)
-    started = time.perf_counter()
-    model.train(enable_progress_bar=False)
+    train_seconds = timed_train(model, enable_progress_bar=False)
     run = {
         "dataset": args.dataset,
         "seed": args.seed,
         "model_kwargs": json.dumps(args.model_kwargs),
-        "train_seconds": time.perf_counter() - started,
+        "train_seconds": train_seconds,
     }
     reference_latents = model.get_latent_representation(reference)
     rows = [

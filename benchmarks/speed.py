@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import datetime
 import json
 import os
-import platform
 import pstats
 import resource
 import subprocess
@@ -44,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import QUIET, machine_line, split_with_reference, timed_train
 
 warnings.filterwarnings("ignore")
 
@@ -65,7 +64,6 @@ SAMPLER_GRID = [
 ]
 TRAINING_SIZES = [(10_000, 2_000), (100_000, 2_000), (1_000_000, 2_000), (10_000, 20_000)]
 TRAINING_SIZES_LARGE_GENES = [(100_000, 20_000)]
-QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
 
 
 def peak_rss_gb() -> float:
@@ -78,12 +76,6 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def machine() -> str:
-    import torch
-
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
 # ----------------------------------------------------------------------------------- samplers
 
 
@@ -92,11 +84,10 @@ def samplers(quick: bool) -> list[dict]:
 
     import scvi_diffusion
     from scvi_diffusion import ScDiffusion
-    from scvi_diffusion.metrics import evaluate, matched_sample, stratified_split
+    from scvi_diffusion.metrics import evaluate
 
     data = scvi_diffusion.data.pbmc68k()
-    train, test = stratified_split(data, "cell_type", test_size=0.3, random_state=SEED)
-    reference = matched_sample(train, test, "cell_type", random_state=SEED)
+    train, test, reference = split_with_reference(data, SEED)
     scvi.settings.seed = SEED
     train = train.copy()
     ScDiffusion.setup_anndata(train, cell_type_key="cell_type")
@@ -245,9 +236,7 @@ def child_train(data_path: str, storage: str = "backed") -> dict:
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
     setup_seconds = time.perf_counter() - started
     model = ScDiffusion(adata)
-    started = time.perf_counter()
-    model.train(vae_epochs=1, diffusion_epochs=1, classifier_epochs=1, **QUIET)
-    total = time.perf_counter() - started
+    total = timed_train(model, vae_epochs=1, diffusion_epochs=1, classifier_epochs=1, **QUIET)
     stages = model.stage_seconds_
     return {
         "part": "training",
@@ -523,10 +512,9 @@ def main() -> None:
             previous = previous[~previous.apply(lambda r: _same_run(r, rows[0]), axis=1)]
         runs = pd.concat([previous[~previous["part"].isin(rerun)], runs], ignore_index=True)
     runs.to_csv(csv, index=False)
-    header = (
-        f"Measured {datetime.date.today()} on {machine()}, torch "
-        f"{__import__('torch').__version__}; command: `python benchmarks/speed.py` (parts "
-        f"run separately are merged with `--parts ... --keep-other-parts`)."
+    header = machine_line() + (
+        "; command: `python benchmarks/speed.py` (parts run separately are merged with "
+        "`--parts ... --keep-other-parts`)."
     )
     (args.out / f"speed{suffix}.md").write_text(summarize(runs, header) + "\n")
     print(summarize(runs, header))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 import warnings
 from pathlib import Path
 
@@ -24,16 +23,17 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 import scvi
+from _common import PBMC3K, split_with_reference, timed_train
 
 import scvi_diffusion
-from scvi_diffusion import ScDiffusion, _module
-from scvi_diffusion._latent_data import latent_step_budget, steps_per_pass
-from scvi_diffusion._model import LATENT_DEFAULTS
-from scvi_diffusion.metrics import evaluate, matched_sample, stratified_split
+from scvi_diffusion import ScDiffusion
+from scvi_diffusion._constants import LATENT_DEFAULTS
+from scvi_diffusion.metrics import evaluate
+from scvi_diffusion.module import _latent_modules
+from scvi_diffusion.train._latent_data import latent_step_budget, steps_per_pass
 
 warnings.filterwarnings("ignore")
 
-PBMC3K = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbmc3k_raw.h5ad"
 METRICS = ("mmd", "w2", "knn_auc", "rf_auc", "conditional_accuracy", "mean_spearman")
 # the denoiser: (steps, cells sharing a training timestep, Adam's epsilon)
 BEFORE = (12_000, 1, 0.01)
@@ -66,8 +66,7 @@ def load(name: str) -> tuple[ad.AnnData, float]:
 
 def run(name: str, seed: int, settings: dict) -> list[dict]:
     adata, test_size = load(name)
-    train, test = stratified_split(adata, "cell_type", test_size=test_size, random_state=seed)
-    reference = matched_sample(train, test, "cell_type", random_state=seed)
+    train, test, reference = split_with_reference(adata, seed, test_size=test_size)
     floor = evaluate(test, reference, condition_key="cell_type", random_state=seed)
     rows = [
         {"dataset": name, "seed": seed, "setting": "floor (real train vs test)"}
@@ -99,19 +98,19 @@ def run(name: str, seed: int, settings: dict) -> list[dict]:
             scvi.settings.seed = seed
             if stage == "diffusion":
                 steps, cells_per_timestep, eps = config
-                _module.CELLS_PER_TIMESTEP = cells_per_timestep
+                _latent_modules.CELLS_PER_TIMESTEP = cells_per_timestep
                 kwargs = {"diffusion_steps": steps, "diffusion_plan_kwargs": {"eps": eps}}
             else:
                 fraction, eps = config
-                _module.CELLS_PER_TIMESTEP = 8
+                _latent_modules.CELLS_PER_TIMESTEP = 8
                 kwargs = {"classifier_plan_kwargs": {"eps": eps}}
                 if fraction is not None:
                     kwargs["classifier_steps"] = max(1, round(fraction * default_classifier_steps))
-            started = time.perf_counter()
-            model.train(stages=[stage], progress_bar=False, **kwargs)
-            seconds[(stage, config)] = time.perf_counter() - started
+            seconds[(stage, config)] = timed_train(
+                model, stages=[stage], progress_bar=False, **kwargs
+            )
             trained[(stage, config)] = copy.deepcopy(target.state_dict())
-    _module.CELLS_PER_TIMESTEP = 8
+    _latent_modules.CELLS_PER_TIMESTEP = 8
     for setting, (diffusion, classifier) in settings.items():
         model.module.diffusion.denoiser.load_state_dict(trained[("diffusion", diffusion)])
         model.module.guidance.load_state_dict(trained[("classifier", classifier)])

@@ -8,13 +8,12 @@ with the training cells (held-out evaluation is ``benchmarks/fidelity.py``'s job
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 import warnings
 
 import pandas as pd
 import scvi
-import torch
+from _common import QUIET, machine_line, timed_train
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
@@ -26,9 +25,7 @@ def run(seed: int, settings: list[tuple[str, int, float]]) -> list[dict]:
     adata = scvi_diffusion.data.pbmc68k()
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
     model = ScDiffusion(adata)
-    started = time.perf_counter()
-    model.train(enable_progress_bar=False, enable_model_summary=False)
-    total = time.perf_counter() - started
+    total = timed_train(model, **QUIET)
     types = list(adata.obs["cell_type"].cat.categories)
     balanced = pd.DataFrame({"cell_type": pd.Categorical(sorted(types * 100), categories=types)})
     rows = []
@@ -75,8 +72,8 @@ def main():
     groups = table.drop(columns="seed").groupby(["sampler", "guidance"], sort=False)
     means, spreads = groups.mean(), groups.std()
     print(
-        f"machine: {platform.machine()}, torch threads {torch.get_num_threads()}, "
-        f"seeds {args.seeds} (mean ± sd over seeds)"
+        machine_line("machine: {arch}, torch threads {threads}")
+        + f", seeds {args.seeds} (mean ± sd over seeds)"
     )
     print("| sampler | guidance | " + " | ".join(means.columns) + " |")
     print("|---|---|" + "---|" * len(means.columns))

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,6 +33,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+from _common import QUIET, machine_line, timed_train
 
 warnings.filterwarnings("ignore")
 
@@ -72,17 +71,13 @@ from scvi import REGISTRY_KEYS  # noqa: E402
 import scvi_diffusion  # noqa: E402
 from scvi_diffusion import ScDiffusion  # noqa: E402
 
-QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
-
 
 def _scdiffusion(max_epochs: int | None = None) -> tuple[ScDiffusion, float]:
     scvi.settings.seed = 0
     adata = scvi_diffusion.data.pbmc68k()
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
     model = ScDiffusion(adata)
-    started = time.perf_counter()
-    model.train(max_epochs=max_epochs, **QUIET)
-    return model, time.perf_counter() - started
+    return model, timed_train(model, max_epochs=max_epochs, **QUIET)
 
 
 def _scvi() -> float:
@@ -90,9 +85,7 @@ def _scvi() -> float:
     adata = scvi_diffusion.data.pbmc68k()
     scvi.model.SCVI.setup_anndata(adata)
     model = scvi.model.SCVI(adata)
-    started = time.perf_counter()
-    model.train(**QUIET)
-    return time.perf_counter() - started
+    return timed_train(model, **QUIET)
 
 
 def part_train(repeats: int) -> list[dict]:
@@ -140,9 +133,9 @@ def part_throughput(repeats: int, n_steps: int) -> list[dict]:
     rows = []
     for repeat in range(repeats):
         clock = _StepClock()
-        started = time.perf_counter()
-        model.train(stages=["diffusion"], diffusion_steps=n_steps, callbacks=[clock], **QUIET)
-        whole = n_steps / (time.perf_counter() - started)
+        whole = n_steps / timed_train(
+            model, stages=["diffusion"], diffusion_steps=n_steps, callbacks=[clock], **QUIET
+        )
         bare = _bare_steps_per_second(model.module.diffusion, latents, n_steps)
         for run, value in (
             ("diffusion stage, its steps", clock.steps_per_s),
@@ -181,10 +174,9 @@ def part_shared_cpu(repeats: int, n_competing: int) -> list[dict]:
 def report(table: pd.DataFrame) -> str:
     label = f" ({ARGS.label})" if ARGS.label else ""
     lines = [
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads; "
-        f"scvi-diffusion from {ARGS.src or 'this checkout'}{label}; max_epochs={ARGS.max_epochs}; "
-        f"median (min-max) of {table['repeat'].max() + 1} runs.",
+        machine_line("Machine: {processor}, {cores} cores, torch {torch}, {threads} torch threads")
+        + f"; scvi-diffusion from {ARGS.src or 'this checkout'}{label}; "
+        f"max_epochs={ARGS.max_epochs}; median (min-max) of {table['repeat'].max() + 1} runs.",
         "",
     ]
     for part, frame in table.groupby("part", sort=False):

@@ -8,9 +8,8 @@ import torch
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
-from scvi_diffusion._components import SkipMLPDenoiser
-from scvi_diffusion._diffusion import ClassifierFreeGuidance
-from scvi_diffusion._module import LatentDiffusionModule
+from scvi_diffusion.diffusion import ClassifierFreeGuidance
+from scvi_diffusion.module import LatentDiffusionModule, SkipMLPDenoiser
 
 from .conftest import quiet_train
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.distributions import NegativeBinomial, Poisson
 
-from scvi_diffusion._count_sampling import sample_counts, to_csr
+from scvi_diffusion.module._count_sampling import sample_counts, to_csr
 
 
 def test_poisson_draws_match_their_rates():

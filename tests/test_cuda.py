@@ -10,7 +10,10 @@ import torch
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
 
 GEN = {"n_steps": 10, "progress_bar": False}
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from scvi_diffusion._diffusion import (
+from scvi_diffusion.diffusion import (
     ClassifierGuidance,
     LinearNoiseSchedule,
     ddim_sample,

@@ -17,6 +17,8 @@ import scvi
 from scvi_diffusion import ScDiffusion
 from scvi_diffusion.metrics import evaluate
 
+pytestmark = pytest.mark.distributed
+
 SCRIPT = Path(__file__).parent / "scripts" / "train_distributed.py"
 BUDGET = {"vae_epochs": 100, "diffusion_epochs": 1000, "classifier_epochs": 100}
 SINGLE_PROCESS_BUDGET = {key: epochs // 2 for key, epochs in BUDGET.items()}

@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from scvi_diffusion._latent_data import (
+from scvi_diffusion._constants import LATENT_DEFAULTS
+from scvi_diffusion.train._latent_data import (
     LOSS_CURVE_POINTS,
     ShuffledPassesSampler,
     StepBudget,
     latent_step_budget,
     steps_per_pass,
 )
-from scvi_diffusion._model import LATENT_DEFAULTS
 
 
 def test_a_pass_has_fewer_steps_with_more_processes():

@@ -3,11 +3,11 @@ trained at a budget CI affords generates the held-out cells' composition with th
 CFGen-protocol distances and marker fold changes of real cells. The full-budget figures are in
 docs/benchmarks.md (``make bench-fidelity``)."""
 
-import numpy as np
 import pytest
 import scvi
 
 from scvi_diffusion import ScDiffusion, data
+from scvi_diffusion.data._pbmc3k import published_split
 from scvi_diffusion.metrics import (
     cfgen_scores,
     conditional_accuracy,
@@ -26,12 +26,7 @@ pytestmark = [pytest.mark.integration, needs_pbmc3k]
 @pytest.fixture(scope="module")
 def pbmc3k_run():
     """The benchmark's seed-0 split (80/20 at random), the model, its cells and the floor."""
-    adata = data.pbmc3k(PBMC3K)
-    adata = adata[:, np.asarray((adata.X > 0).sum(axis=0)).ravel() >= 30].copy()
-    order = np.random.default_rng(0).permutation(adata.n_obs)
-    n_test = round(0.2 * adata.n_obs)
-    train = adata[np.sort(order[n_test:])].copy()
-    test = adata[np.sort(order[:n_test])].copy()
+    train, test = published_split(data.pbmc3k(PBMC3K), seed=0)
     scvi.settings.seed = 0
     ScDiffusion.setup_anndata(train, cell_type_key="cell_type")
     model = quiet_train(ScDiffusion(train), **BUDGET)

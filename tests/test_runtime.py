@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from scvi_diffusion import _runtime
-from scvi_diffusion._runtime import quiet_lightning, threads_for_idle_cores, training_threads
+from scvi_diffusion.train import _runtime
+from scvi_diffusion.train._runtime import quiet_lightning, threads_for_idle_cores, training_threads
 
 
 @pytest.mark.parametrize(

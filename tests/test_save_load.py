@@ -9,8 +9,9 @@ import pytest
 import scvi
 import torch
 
-from scvi_diffusion import ModelFileError, ScDiffusion, _save_load
-from scvi_diffusion._save_load import read_model_file, write_model_file
+from scvi_diffusion import ModelFileError, ScDiffusion
+from scvi_diffusion.model import _model_file as _save_load
+from scvi_diffusion.model._model_file import read_model_file, write_model_file
 
 GEN = {"n_steps": 5, "progress_bar": False}
 

@@ -8,7 +8,7 @@ from scipy import sparse
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
-from scvi_diffusion._model import _n_processes
+from scvi_diffusion.train._stages import n_processes
 
 
 def test_bootstrap_resamples_real_cells_and_extends_genes():
@@ -93,4 +93,4 @@ def test_training_on_backed_anndata_reads_minibatches_from_disk(tmp_path):
     ],
 )
 def test_number_of_training_processes(devices, trainer_kwargs, expected):
-    assert _n_processes("cpu", devices, trainer_kwargs) == expected
+    assert n_processes("cpu", devices, trainer_kwargs) == expected

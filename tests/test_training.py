@@ -1,3 +1,6 @@
+"""Training budgets and output: the denoiser's weight average, latent step budgets in steps or
+passes, bad budgets, and one progress bar per stage with nothing else printed."""
+
 import copy
 import os
 import subprocess

@@ -3,9 +3,9 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from . import data, metrics, pl
-from ._model import ScDiffusion
-from ._save_load import ModelFileError
-from ._trainingplans import NonFiniteLossError
+from .model._model_file import ModelFileError
+from .model._scdiffusion import ScDiffusion
+from .train._errors import NonFiniteLossError
 
 try:
     __version__ = version("scvi-diffusion")

@@ -16,7 +16,7 @@ def _demo(args: argparse.Namespace) -> int:
     import scvi
 
     from . import data, metrics, pl
-    from ._model import ScDiffusion
+    from .model._scdiffusion import ScDiffusion
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,7 @@ def _read(path: str, backed: bool = False):
 def _train(args: argparse.Namespace) -> int:
     import scvi
 
-    from ._model import ScDiffusion
+    from .model._scdiffusion import ScDiffusion
 
     scvi.settings.seed = args.seed
     adata = _read(args.data, backed=args.backed)
@@ -137,7 +137,7 @@ def _conditions(pairs: list[str]) -> dict[str, str]:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from ._model import ScDiffusion
+    from .model._scdiffusion import ScDiffusion
 
     adata = None if args.data is None else _read(args.data)
     model = ScDiffusion.load(args.model, adata=adata, accelerator=args.accelerator)
@@ -190,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate realistic single cells with latent diffusion (scDiffusion).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_demo_command(commands)
+    _add_train_command(commands)
+    _add_generate_command(commands)
+    _add_evaluate_command(commands)
+    return parser
+
+
+def _add_demo_command(commands) -> None:
+    """The ``demo`` subcommand."""
     demo = commands.add_parser(
         "demo",
         help="Train on the bundled PBMC cells, generate, and write a UMAP and a fidelity summary.",
@@ -205,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_demo)
 
+
+def _add_train_command(commands) -> None:
+    """The ``train`` subcommand."""
     train = commands.add_parser(
         "train",
         help="Train a model on an .h5ad file of raw counts and save it.",
@@ -246,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=_train)
 
+
+def _add_generate_command(commands) -> None:
+    """The ``generate`` subcommand."""
     generate = commands.add_parser(
         "generate",
         help="Generate cells from a saved model into an .h5ad file.",
@@ -286,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.set_defaults(func=_generate)
 
+
+def _add_evaluate_command(commands) -> None:
+    """The ``evaluate`` subcommand."""
     evaluate = commands.add_parser(
         "evaluate",
         help="Score synthetic cells against real ones (metrics.evaluate).",
@@ -298,7 +316,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="CSV file for every metric, overall and per condition.")
     _add_seed(evaluate)
     evaluate.set_defaults(func=_evaluate)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

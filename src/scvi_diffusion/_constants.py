@@ -1,16 +1,64 @@
-"""Names shared by the model, the module and the training stages."""
+"""Every default and shared name of the model, in one place.
+
+Each default says where it was chosen: a benchmark in ``benchmarks/`` whose results are in
+``docs/benchmarks.md``.
+"""
 
 from __future__ import annotations
 
-CONDITION_REGISTRY_PREFIX = "condition_"
-"""Registry keys of condition fields are this prefix followed by the obs column name."""
+# ---- architecture
 
-ROLE_KEYS = ("cell_type", "tissue")
-"""Role names accepted as aliases for the registered obs columns."""
+AUTOENCODERS = ("scvi", "mlp")
+"""``"scvi"``: scVI's VAE on raw counts; ``"mlp"``: the scDiffusion paper's MLP autoencoder."""
+GUIDANCE_MODES = ("classifier", "classifier_free")
+GENE_LIKELIHOODS = ("poisson", "nb", "zinb")
+DISPERSIONS = ("gene", "gene-batch", "gene-cell")
+DEFAULT_GENE_LIKELIHOOD = "poisson"
+DEFAULT_N_LATENT = {"scvi": 10, "mlp": 128}
+# classifier-free guidance reaches held-out combinations of conditions and keeps single
+# conditions realistic on data of thousands of cells, where classifier gradients push latents
+# off the data (docs/benchmarks.md, "Conditioning"); the paper's setup keeps its classifiers
+DEFAULT_GUIDANCE = {"scvi": "classifier_free", "mlp": "classifier"}
+DEFAULT_CONDITION_DROPOUT = 0.25
+NORMALIZED_TARGET_SUM = 1e4
+"""Counts per cell of normalised expression (the paper's normalize_total target)."""
+
+# ---- training
 
 STAGES = ("vae", "diffusion", "classifier")
 """Training stages, in order; also the prefixes of ``model.history`` keys."""
+STAGE_MODULES = {"vae": "autoencoder", "diffusion": "diffusion", "classifier": "guidance"}
+"""Attribute of ``ScDiffusionModule`` that each stage trains."""
+DEFAULT_EMA_DECAY = 0.999
+# optimiser steps of the latent stages, and the passes over the cells that cap them on tiny data
+LATENT_DEFAULTS = {"diffusion": (4_000, 10_000), "classifier": (3_000, 500)}
+# the denoiser's optimiser: Adam's usual epsilon (as in diffusion models generally) instead of
+# scvi-tools' 0.01, which for the small gradients of the noise-prediction loss damps every
+# update; with it 4,000 steps are as faithful as 12,000 were (benchmarks/step_budget.py)
+LATENT_PLAN_DEFAULTS = {"diffusion": {"lr": 1e-3, "eps": 1e-8}, "classifier": {"lr": 1e-3}}
+LATENT_BATCH_SIZE = 256
+"""Minibatch size of the latent stages, and of guidance classifiers trained on demand."""
+ENCODING_VALUES_PER_BATCH = 2**23
+"""Counts densified at once when cells are encoded (about 8M values)."""
 
+# ---- generation
+
+# per guidance mode, chosen from the guidance-strength curves in docs/benchmarks.md
+DEFAULT_GUIDANCE_SCALES = {"classifier": 4.0, "classifier_free": 1.5}
+# the paper's setup samples with its own ancestral DDPM over all T steps
+DEFAULT_SAMPLER = {"scvi": "dpmpp_2m", "mlp": "ddpm"}
+# chosen from the fidelity-against-steps curve of benchmarks/speed.py
+DEFAULT_STEPS = {"dpmpp_2m": 20, "ddim": 50}
+OUTPUTS = ("counts", "normalized")
+DEFAULT_N_CELLS = 1000
+"""Cells generated when neither ``n`` nor a table of conditions says how many."""
+
+# ---- names in AnnData and the registry
+
+CONDITION_REGISTRY_PREFIX = "condition_"
+"""Registry keys of condition fields are this prefix followed by the obs column name."""
+ROLE_KEYS = ("cell_type", "tissue")
+"""Role names accepted as aliases for the registered obs columns."""
 LATENT_OBSM_KEY = "X_latent"
 PARAMS_UNS_KEY = "scdiffusion"
 INTERPOLATION_WEIGHT_KEY = "interpolation_weight"

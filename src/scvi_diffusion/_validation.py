@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from numbers import Integral, Real
 
 import anndata as ad
@@ -139,12 +140,15 @@ def check_number(
     """``value`` as a float; a TypeError unless it is a real number, a ValueError unless it lies
     between ``low`` and ``high`` (open or closed ends)."""
     interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    wanted = f"a number in {interval}"
+    if (low, low_open, high) == (0.0, False, math.inf):
+        wanted = "a non-negative finite number"
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"`{name}` must be a number in {interval}, got {value!r}.")
+        raise TypeError(f"`{name}` must be {wanted}, got {value!r}.")
     above = value > low if low_open else value >= low
     below = value < high if high_open else value <= high
     if not (above and below):
-        raise ValueError(f"`{name}` must be in {interval}, got {value!r}.")
+        raise ValueError(f"`{name}` must be {wanted.removeprefix('a number ')}, got {value!r}.")
     return float(value)
 
 

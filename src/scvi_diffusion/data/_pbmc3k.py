@@ -94,3 +94,19 @@ def pbmc3k(path: str | Path | None = None) -> ad.AnnData:
     return ad.AnnData(
         matrix, obs=pd.DataFrame({"cell_type": cell_type}, index=adata.obs_names), var=var.copy()
     )
+
+
+PUBLISHED_MIN_CELLS = 30
+"""The published PBMC3K benchmarks keep the genes detected in at least this many cells."""
+PUBLISHED_TEST_FRACTION = 0.2
+
+
+def published_split(adata: ad.AnnData, seed: int) -> tuple[ad.AnnData, ad.AnnData]:
+    """PBMC3K as CFGen and later papers benchmark it: the genes detected in at least
+    :data:`PUBLISHED_MIN_CELLS` cells, then a random (unstratified) 80/20 split drawn with
+    ``seed``; training and test cells keep their order in ``adata``."""
+    detected = np.asarray((adata.X > 0).sum(axis=0)).ravel() >= PUBLISHED_MIN_CELLS
+    adata = adata[:, detected]
+    order = np.random.default_rng(seed).permutation(adata.n_obs)
+    n_test = round(PUBLISHED_TEST_FRACTION * adata.n_obs)
+    return adata[np.sort(order[n_test:])].copy(), adata[np.sort(order[:n_test])].copy()

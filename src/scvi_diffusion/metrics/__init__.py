@@ -8,16 +8,17 @@ against held-out real cells, beside the :func:`floor` that two sets of real cell
 later), and :func:`marker_fold_changes` checks that each cell type keeps its marker genes.
 """
 
+from ..data._split import matched_sample, stratified_split
 from ._cfgen_protocol import cfgen_scores, mmd_rbf_biased, wasserstein_exact
 from ._classifiers import conditional_accuracy, real_vs_synthetic_auc
 from ._counts import count_checks
 from ._distances import mmd_rbf, wasserstein2
-from ._evaluate import evaluate, floor
+from ._evaluate import evaluate
 from ._expression import mean_expression_correlation, variance_correlation
+from ._floor import floor
 from ._markers import marker_fold_changes
 from ._mixing import ilisi
 from ._space import SharedSpace, shared_space
-from ._split import matched_sample, stratified_split
 from ._trajectory import trajectory_progress
 
 __all__ = [

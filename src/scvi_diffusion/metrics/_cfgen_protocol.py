@@ -17,9 +17,9 @@ import pandas as pd
 import scanpy as sc
 from scipy.spatial.distance import cdist
 
+from ..data._split import _labels
 from ._distances import _as_points
 from ._space import _check_genes, _counts, _log_normalize, _select_genes
-from ._split import _labels
 
 CFGEN_SIGMAS = (0.01, 0.1, 1.0, 10.0, 100.0)
 """Widths of the Gaussians summed in the protocol's MMD kernel."""

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 
+from ..data._split import _labels
 from ._expression import _pearson
 from ._space import _check_genes, _counts, _log_normalize
-from ._split import _labels
 
 
 def _log_expression(adata: ad.AnnData, genes: pd.Index, target_sum: float) -> np.ndarray:

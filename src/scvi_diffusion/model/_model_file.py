@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scvi.model.base._constants import SAVE_KEYS
+
+from .._scvi_internals import SAVE_KEYS
 
 FORMAT_KEY = "scvi_diffusion_format"
 FORMAT_NAME = "scvi-diffusion"

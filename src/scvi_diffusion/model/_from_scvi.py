@@ -5,13 +5,16 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
+import anndata as ad
 import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
-from scvi.data._constants import _SETUP_ARGS_KEY
 from scvi.module import VAE
 
-from ._save_load import to_plain
+from .._constants import DISPERSIONS, GENE_LIKELIHOODS
+from .._scvi_internals import SETUP_ARGS_KEY
+from ._genes import check_genes
+from ._model_file import to_plain
 
 # set by ScDiffusion itself (from its own arguments and registration)
 _SET_BY_MODEL = {
@@ -50,9 +53,6 @@ ARCHITECTURE_ARGS = (
     "dispersion",
 )
 """ScDiffusion arguments that :meth:`ScDiffusion.from_scvi_model` takes from the scVI model."""
-
-SUPPORTED_LIKELIHOODS = ("poisson", "nb", "zinb")
-SUPPORTED_DISPERSIONS = ("gene", "gene-batch", "gene-cell")
 
 
 def _storable(value) -> bool:
@@ -123,7 +123,7 @@ def read_scvi_model(scvi_model) -> PretrainedAutoencoder:
         raise ValueError("The scVI model is not trained; call `scvi_model.train()` first.")
     if scvi_model.minified_data_type is not None:
         raise _unsupported("is minified (its AnnData holds no counts)")
-    setup = scvi_model.registry_[_SETUP_ARGS_KEY]
+    setup = scvi_model.registry_[SETUP_ARGS_KEY]
     for key, what in (
         ("categorical_covariate_keys", "has categorical covariates"),
         ("continuous_covariate_keys", "has continuous covariates"),
@@ -133,15 +133,14 @@ def read_scvi_model(scvi_model) -> PretrainedAutoencoder:
             raise _unsupported(f"{what} ({key}={setup[key]!r})")
     params = dict(scvi_model.init_params_["non_kwargs"])
     extra = dict(scvi_model.init_params_["kwargs"].get("kwargs", {}))
-    if params.get("gene_likelihood") not in SUPPORTED_LIKELIHOODS:
+    if params.get("gene_likelihood") not in GENE_LIKELIHOODS:
         raise _unsupported(
             f"uses gene_likelihood={params.get('gene_likelihood')!r} (supported: "
-            f"{list(SUPPORTED_LIKELIHOODS)})"
+            f"{list(GENE_LIKELIHOODS)})"
         )
-    if params.get("dispersion") not in SUPPORTED_DISPERSIONS:
+    if params.get("dispersion") not in DISPERSIONS:
         raise _unsupported(
-            f"uses dispersion={params.get('dispersion')!r} (supported: "
-            f"{list(SUPPORTED_DISPERSIONS)})"
+            f"uses dispersion={params.get('dispersion')!r} (supported: {list(DISPERSIONS)})"
         )
     if not params.get("use_observed_lib_size", True):
         raise _unsupported("learns a library size prior (use_observed_lib_size=False)")
@@ -189,3 +188,59 @@ def check_batches(adata, pretrained: PretrainedAutoencoder) -> None:
             f"adata.obs[{pretrained.batch_key!r}] has the batches {list(categories)}; the scVI "
             f"model was trained on {list(pretrained.batch_categories)}, in this order."
         )
+
+
+def model_from_scvi(
+    cls, scvi_model, adata, cell_type_key, tissue_key, condition_keys, model_kwargs: dict
+):
+    """``cls.from_scvi_model``: a ``cls`` model whose VAE is the trained scVI model's."""
+    pretrained = read_scvi_model(scvi_model)
+    taken = sorted(set(model_kwargs) & {*ARCHITECTURE_ARGS, "autoencoder", "autoencoder_kwargs"})
+    if taken:
+        raise TypeError(
+            f"{taken} come from the scVI model and cannot be given to from_scvi_model."
+        )
+    adata = scvi_model.adata if adata is None else adata
+    if adata is None:
+        raise ValueError("The scVI model has no AnnData; pass the cells to train on.")
+    if not isinstance(adata, ad.AnnData):
+        raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
+    check_genes(pretrained.var_names.to_numpy(), adata)
+    check_batches(adata, pretrained)
+    try:
+        registered = cls._get_most_recent_anndata_manager(adata)
+    except ValueError:  # a copy of a registered AnnData: register it anew
+        registered = None
+    if cell_type_key is None and tissue_key is None and not condition_keys and registered:
+        setup = registered._get_setup_method_args()[SETUP_ARGS_KEY]
+        for key, value in (("layer", pretrained.layer), ("batch_key", pretrained.batch_key)):
+            if setup.get(key) != value:
+                raise ValueError(
+                    f"adata is registered with {key}={setup.get(key)!r}, but the scVI "
+                    f"model uses {key}={value!r}; pass the conditions to from_scvi_model "
+                    "to register it anew."
+                )
+    else:
+        cls.setup_anndata(
+            adata,
+            layer=pretrained.layer,
+            batch_key=pretrained.batch_key,
+            cell_type_key=cell_type_key,
+            tissue_key=tissue_key,
+            condition_keys=condition_keys,
+        )
+    model = cls(adata, autoencoder="scvi", **pretrained.model_kwargs, **model_kwargs)
+    try:
+        model.module.autoencoder.load_state_dict(pretrained.state_dict)
+    except RuntimeError as error:
+        raise ValueError(
+            f"The scVI model's weights do not fit the VAE rebuilt from its arguments: {error}"
+        ) from None
+    # a trained model is in eval mode: encoding the cells before the latent stages must not
+    # update BatchNorm's running statistics (train() computes the latent standardisation)
+    model.module.eval()
+    model.trained_stages_ = ["vae"]
+    model.pretrained_autoencoder_ = True
+    model.history_ = pretrained.history
+    model._model_summary_string += " Autoencoder: a pretrained scVI model."
+    return model

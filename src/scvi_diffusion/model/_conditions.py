@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ._validation import positive_int
-
-DEFAULT_N_CELLS = 1000
+from .._constants import DEFAULT_N_CELLS
+from .._validation import check_key, positive_int
 
 
 @dataclass
@@ -185,6 +184,7 @@ def draw_reference_cells(
     rng: np.random.Generator,
     warn_unseen: bool = True,
     unseen_hint: str = "",
+    stacklevel: int = 2,
 ) -> np.ndarray:
     """For every requested cell, a training cell with the same conditions.
 
@@ -205,6 +205,8 @@ def draw_reference_cells(
         Warn about unseen combinations.
     unseen_hint
         Sentence appended to that warning.
+    stacklevel
+        Frames between the warning and the user's code, as for :func:`warnings.warn`.
     """
     reference = np.empty(requested.shape[0], dtype=np.int64)
     columns = list(requested.columns)
@@ -246,8 +248,57 @@ def draw_reference_cells(
                 "distribution. Generating it by guidance; library sizes are drawn from cells with "
                 f"{matched}.{unseen_hint}",
                 UserWarning,
-                # past this function, generate() and its torch.inference_mode decorator
-                stacklevel=4,
+                stacklevel=stacklevel,
             )
         reference[rows] = rng.choice(candidates, size=len(rows), replace=True)
     return reference
+
+
+def condition_keys_from_args(cell_type_key, tissue_key, condition_keys) -> list[str]:
+    """The registered condition columns, in order: cell type, tissue, then the others."""
+    keys = [k for k in (cell_type_key, tissue_key) if k is not None]
+    if isinstance(condition_keys, str):
+        condition_keys = [condition_keys]
+    for key in condition_keys or []:
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def checked_setup_keys(layer, cell_type_key, tissue_key, condition_keys, batch_key) -> list[str]:
+    """``setup_anndata``'s column arguments, type-checked; the condition columns, in order."""
+    for name, value in (
+        ("layer", layer),
+        ("cell_type_key", cell_type_key),
+        ("tissue_key", tissue_key),
+        ("batch_key", batch_key),
+    ):
+        check_key(name, value)
+    if not (
+        condition_keys is None
+        or isinstance(condition_keys, str)
+        or (
+            isinstance(condition_keys, Sequence)
+            and all(isinstance(k, str) for k in condition_keys)
+        )
+    ):
+        raise TypeError(
+            f"`condition_keys` must be a column name or a list of them, got {condition_keys!r}."
+        )
+    return condition_keys_from_args(cell_type_key, tissue_key, condition_keys)
+
+
+def check_condition_columns(adata, keys: Sequence[str]) -> None:
+    """Every column of ``keys`` is in ``adata.obs`` and has no missing values."""
+    for key in keys:
+        if key not in adata.obs:
+            raise ValueError(
+                f"{key!r} is not a column of adata.obs; available columns: "
+                f"{list(adata.obs.columns)}."
+            )
+        missing = int(adata.obs[key].isna().sum())
+        if missing:
+            raise ValueError(
+                f"adata.obs[{key!r}] has {missing} missing values; fill or drop those "
+                "cells before setup_anndata."
+            )

@@ -10,12 +10,20 @@ budget whatever the number of cells.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
+import anndata as ad
+import numpy as np
+import pandas as pd
 import torch
+from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.dataloaders import DeviceBackedDataSplitter
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from .._constants import condition_registry_key
 
 LOSS_CURVE_POINTS = 50
 """Lightning epochs a latent stage is cut into: the points of its loss curve in ``history``."""
@@ -215,3 +223,19 @@ def latent_step_budget(
     if max_epochs is not None:
         steps = min(steps, max_epochs * per_pass)
     return StepBudget.for_steps(steps, per_pass)
+
+
+def register_latents(latents: np.ndarray, obs: pd.DataFrame) -> AnnDataManager:
+    """Standardised latents and their conditions (``obs``), registered as a small in-memory
+    AnnData for a latent stage."""
+    latent_adata = ad.AnnData(X=latents.astype(np.float32), obs=obs)
+    fields = [
+        LayerField(REGISTRY_KEYS.X_KEY, None, is_count_data=False),
+        *[CategoricalObsField(condition_registry_key(k), k) for k in obs.columns],
+    ]
+    manager = AnnDataManager(fields=fields)
+    with warnings.catch_warnings():
+        # small categories are expected (rare cell types) and already reported at setup
+        warnings.simplefilter("ignore", UserWarning)
+        manager.register_fields(latent_adata)
+    return manager

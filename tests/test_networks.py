@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from scvi_diffusion._components import NoisyLatentClassifier, SkipMLPDenoiser, distinct_rows
+from scvi_diffusion.module._networks import NoisyLatentClassifier, SkipMLPDenoiser, distinct_rows
 
 
 def test_distinct_rows():

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ProgressBar, WeightAveraging
 from scvi.utils import track
 
-from ._trainingplans import NonFiniteLossError
+from ._errors import NonFiniteLossError
 
 
 class StageProgressBar(ProgressBar):

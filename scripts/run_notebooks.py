@@ -1,9 +1,9 @@
 """Execute the tutorial notebooks.
 
-``python benchmarks/run_notebooks.py tutorials/*.ipynb`` executes each notebook in place, with
+``python scripts/run_notebooks.py tutorials/*.ipynb`` executes each notebook in place, with
 its own training budget: the outputs the docs show.
 
-``python benchmarks/run_notebooks.py --max-epochs 60 --out-dir DIR tutorials/*.ipynb`` is the
+``python scripts/run_notebooks.py --max-epochs 60 --out-dir DIR tutorials/*.ipynb`` is the
 CI check: after the cell tagged ``parameters`` (papermill's convention; it sets
 ``max_epochs = None``) a cell setting ``max_epochs`` is inserted, and the executed copies are
 written to ``DIR``, leaving the committed notebooks alone. Any error in a cell fails the run.

@@ -1,0 +1,72 @@
+"""The set-up the benchmark scripts share.
+
+- :data:`PBMC3K`: where the PBMC3K counts are read from by default (``../shared/data`` beside
+  the repository);
+- :data:`QUIET` and :func:`timed_train`: training without a progress bar or model summary, and
+  the wall-clock seconds of one ``train()`` call;
+- :func:`split_with_reference`: the held-out protocol (a split stratified by cell type, and the
+  floor's reference: real training cells drawn in the test cells' composition);
+- :func:`machine_line` (by default :data:`MACHINE`): the description of the machine written
+  beside the results.
+
+The scripts run as ``python benchmarks/<name>.py`` from the repository root, so this folder is
+first on ``sys.path`` and they import this module as ``_common``. Nothing heavy is imported
+here at import time (torch and ``scvi_diffusion`` are imported where they are used):
+``training_speed.py --src`` chooses where ``scvi_diffusion`` comes from after importing this
+module, and ``speed.py`` imports its heavy modules only where it uses them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import os
+import platform
+import string
+import time
+from pathlib import Path
+
+PBMC3K = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbmc3k_raw.h5ad"
+
+QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
+
+# the default machine line (speed.md's header starts with it)
+MACHINE = "Measured {date} on {processor}, {threads} threads, torch {torch}"
+
+
+def timed_train(model, **train_kwargs) -> float:
+    """Seconds that ``model.train(**train_kwargs)`` takes (pass ``**QUIET`` to keep it quiet)."""
+    started = time.perf_counter()
+    model.train(**train_kwargs)
+    return time.perf_counter() - started
+
+
+def split_with_reference(adata, seed: int, test_size: float = 0.3, condition: str = "cell_type"):
+    """Training cells, held-out test cells and the floor's reference, all drawn with ``seed``.
+
+    The split is stratified by ``condition`` (30% held out by default: the bundled PBMCs'
+    split); the reference is real training cells in the test cells' composition and number.
+    """
+    from scvi_diffusion.metrics import matched_sample, stratified_split
+
+    train, test = stratified_split(adata, condition, test_size=test_size, random_state=seed)
+    return train, test, matched_sample(train, test, condition, random_state=seed)
+
+
+def machine_line(template: str = MACHINE) -> str:
+    """``template`` with the machine's facts filled in.
+
+    Fields: ``processor`` (the processor's name, else its architecture), ``arch`` (the
+    architecture), ``cores`` (CPU cores), ``threads`` (torch's threads now), ``torch`` (torch's
+    version) and ``date`` (today). Only the fields the template names are looked up.
+    """
+    facts = {
+        "processor": lambda: platform.processor() or platform.machine(),
+        "arch": platform.machine,
+        "cores": os.cpu_count,
+        "threads": lambda: importlib.import_module("torch").get_num_threads(),
+        "torch": lambda: importlib.import_module("torch").__version__,
+        "date": datetime.date.today,
+    }
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    return template.format(**{name: facts[name]() for name in fields})

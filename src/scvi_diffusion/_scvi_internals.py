@@ -1,0 +1,27 @@
+"""The private scvi-tools names this package uses, in one place.
+
+scvi-tools does not promise these across releases: an upgrade that moves one touches this file
+only. Everything else imports scvi-tools' public API directly.
+"""
+
+from __future__ import annotations
+
+from scvi.data._constants import _MODEL_NAME_KEY, _SETUP_ARGS_KEY
+from scvi.model._utils import get_max_epochs_heuristic, parse_device_args, use_distributed_sampler
+from scvi.model.base._constants import SAVE_KEYS
+from scvi.utils._docstrings import devices_dsp
+
+MODEL_NAME_KEY = _MODEL_NAME_KEY
+"""Registry key of the model class that registered (and saved) an AnnData."""
+SETUP_ARGS_KEY = _SETUP_ARGS_KEY
+"""Registry key of the arguments ``setup_anndata`` was called with."""
+
+__all__ = [
+    "MODEL_NAME_KEY",
+    "SAVE_KEYS",
+    "SETUP_ARGS_KEY",
+    "devices_dsp",
+    "get_max_epochs_heuristic",
+    "parse_device_args",
+    "use_distributed_sampler",
+]

@@ -1,0 +1,25 @@
+"""Latent diffusion apart from any network: the noise schedule, the samplers and guidance."""
+
+from ._guidance import ClassifierFreeGuidance, ClassifierGuidance
+from ._samplers import (
+    SAMPLER_SPACING,
+    SAMPLERS,
+    ddim_sample,
+    ddpm_sample,
+    dpmpp_2m_sample,
+    run_sampler,
+)
+from ._schedule import SPACINGS, LinearNoiseSchedule
+
+__all__ = [
+    "SAMPLERS",
+    "SAMPLER_SPACING",
+    "SPACINGS",
+    "ClassifierFreeGuidance",
+    "ClassifierGuidance",
+    "LinearNoiseSchedule",
+    "ddim_sample",
+    "ddpm_sample",
+    "dpmpp_2m_sample",
+    "run_sampler",
+]

@@ -1,0 +1,1 @@
+"""The ScDiffusion model and the capabilities it is composed of."""

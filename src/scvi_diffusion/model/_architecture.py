@@ -1,0 +1,114 @@
+"""The model's architecture: the constructor's arguments, checked, with defaults resolved."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .._constants import (
+    AUTOENCODERS,
+    DEFAULT_GUIDANCE,
+    DEFAULT_N_LATENT,
+    DISPERSIONS,
+    GENE_LIKELIHOODS,
+    GUIDANCE_MODES,
+)
+from .._validation import check_number, one_of, positive_int
+from ._from_scvi import check_autoencoder_kwargs
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """:class:`~scvi_diffusion.ScDiffusion`'s arguments, checked; see its docstring."""
+
+    n_latent: int
+    n_hidden: int
+    n_layers: int
+    dropout_rate: float
+    denoiser_width: int | None
+    guidance_horizon: int
+    n_timesteps: int
+    beta_start: float
+    beta_end: float
+    autoencoder: str
+    gene_likelihood: str
+    dispersion: str
+    guidance: str
+    condition_dropout: float
+    autoencoder_kwargs: dict
+
+    @classmethod
+    def checked(cls, **arguments) -> Architecture:
+        """The arguments with their defaults resolved; a clear error for any invalid one."""
+        autoencoder = one_of("autoencoder", arguments["autoencoder"], AUTOENCODERS)
+        if arguments["guidance"] is None:
+            arguments["guidance"] = DEFAULT_GUIDANCE[autoencoder]
+        for name, valid in (
+            ("guidance", GUIDANCE_MODES),
+            ("gene_likelihood", GENE_LIKELIHOODS),
+            ("dispersion", DISPERSIONS),
+        ):
+            one_of(name, arguments[name], valid)
+        for name, low_open in (
+            ("condition_dropout", True),
+            ("dropout_rate", False),
+            ("beta_start", True),
+            ("beta_end", True),
+        ):
+            arguments[name] = check_number(name, arguments[name], 0.0, 1.0, low_open=low_open)
+        for name in ("n_hidden", "n_layers", "guidance_horizon", "n_timesteps"):
+            positive_int(name, arguments[name], allow_none=False)
+        positive_int("denoiser_width", arguments["denoiser_width"])
+        n_latent = positive_int("n_latent", arguments["n_latent"])
+        arguments["n_latent"] = n_latent or DEFAULT_N_LATENT[autoencoder]
+        arguments["autoencoder_kwargs"] = check_autoencoder_kwargs(arguments["autoencoder_kwargs"])
+        if arguments["autoencoder_kwargs"] and autoencoder != "scvi":
+            raise ValueError("`autoencoder_kwargs` apply to autoencoder='scvi' only.")
+        return cls(**arguments)
+
+    def as_arguments(self) -> dict:
+        """The resolved constructor arguments (what a saved model is rebuilt from)."""
+        return asdict(self)
+
+    @property
+    def denoiser_hidden_dims(self) -> tuple[int, int, int] | None:
+        """The denoiser's level widths: the given width, then half and a quarter of it."""
+        width, n_latent = self.denoiser_width, self.n_latent
+        if width is None:
+            return None
+        return (width, max(width // 2, n_latent), max(width // 4, n_latent))
+
+    def module_kwargs(self, n_input: int, n_batch: int, n_classes, condition_registry_keys):
+        """Keyword arguments of :class:`~scvi_diffusion.module._module.ScDiffusionModule`."""
+        return dict(
+            n_input=n_input,
+            n_batch=n_batch,
+            n_classes=n_classes,
+            condition_registry_keys=condition_registry_keys,
+            autoencoder=self.autoencoder,
+            gene_likelihood=self.gene_likelihood,
+            dispersion=self.dispersion,
+            n_latent=self.n_latent,
+            n_hidden=self.n_hidden,
+            n_layers=self.n_layers,
+            dropout_rate=self.dropout_rate,
+            denoiser_hidden_dims=self.denoiser_hidden_dims,
+            guidance_horizon=self.guidance_horizon,
+            n_timesteps=self.n_timesteps,
+            beta_start=self.beta_start,
+            beta_end=self.beta_end,
+            guidance=self.guidance,
+            condition_dropout=float(self.condition_dropout),
+            autoencoder_kwargs=self.autoencoder_kwargs,
+        )
+
+    def summary(self, condition_keys) -> str:
+        """One line for the model's repr."""
+        described = {
+            "scvi": f"scVI autoencoder ({self.gene_likelihood} likelihood)",
+            "mlp": "MLP autoencoder on log-normalised expression (scDiffusion paper)",
+        }[self.autoencoder]
+        return (
+            f"ScDiffusion: {described}, n_latent={self.n_latent} + latent DDPM "
+            f"(T={self.n_timesteps}) + {self.guidance.replace('_', '-')} guidance on "
+            f"{condition_keys or 'no conditions'}."
+        )

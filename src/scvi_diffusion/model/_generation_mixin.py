@@ -1,0 +1,324 @@
+"""Generation: ``generate`` checks its inputs, plans the cells, then runs the plan."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+from scvi import REGISTRY_KEYS
+from torch import nn
+
+from .._constants import DEFAULT_GUIDANCE_SCALES
+from .._validation import check_bool
+from ..diffusion import SAMPLER_SPACING
+from ._conditions import ConditionSpace, draw_reference_cells, parse_requests
+from ._generation_plan import (
+    GenerationPlan,
+    GuidanceTerm,
+    SamplingSettings,
+    check_interpolation_arguments,
+    check_sampling_arguments,
+    complete_assignment,
+    draw_interpolation_cells,
+    guidance_scales,
+    output_obs,
+    parse_interpolation,
+    target_weights,
+)
+from ._pipeline import assemble, sample_plan
+from ._streaming import validate_out
+
+
+class GenerationMixin:
+    """``generate``: new cells by condition, along trajectories, in memory or streamed.
+
+    Read as a diffusers pipeline: check the inputs, build a :class:`GenerationPlan` (every
+    decision, including which guidance classifiers must be trained on demand), then run it
+    batch by batch and assemble the AnnData.
+    """
+
+    @torch.inference_mode(False)
+    def generate(
+        self,
+        n: int | None = None,
+        cell_type: str | None = None,
+        tissue: str | None = None,
+        conditions: Mapping[str, object] | pd.DataFrame | None = None,
+        *,
+        interpolate: Mapping[str, tuple[str, str]] | None = None,
+        n_points: int = 11,
+        start_time: int = 600,
+        guidance_scale: float | Mapping[str, float] | None = None,
+        sampler: Literal["dpmpp_2m", "ddim", "ddpm"] | None = None,
+        n_steps: int | None = None,
+        output: Literal["counts", "normalized"] = "counts",
+        batch_size: int = 2048,
+        seed: int | None = None,
+        progress_bar: bool = True,
+        out: str | os.PathLike | None = None,
+    ) -> ad.AnnData:
+        """Generate synthetic cells.
+
+        Conditions not requested are drawn, cell by cell, from training cells that share the
+        requested ones (so ``generate(n)`` follows the training composition), and every
+        registered condition guides the sampler. Each generated cell takes its library size
+        (and batch) from such a training cell, so counts come at the observed depth.
+
+        Parameters
+        ----------
+        n
+            Number of cells. Default: one per row of a ``conditions`` DataFrame, otherwise 1000.
+        cell_type
+            Cell type to generate (needs ``cell_type_key`` at setup).
+        tissue
+            Tissue to generate (needs ``tissue_key`` at setup).
+        conditions
+            A dict from obs column (or role name ``cell_type``/``tissue``) to a value or one
+            value per cell, or a DataFrame with one row per cell to generate (row order kept).
+            Obs columns of the training AnnData that were not registered are accepted too: a
+            guidance classifier is then trained for them on demand (with a warning).
+        interpolate
+            ``{condition: (source, target)}``: Gradient Interpolation. Real training cells of
+            ``source`` are encoded, noised to ``start_time`` and denoised with guidance weight
+            ``1 - w`` toward ``source`` and ``w`` toward ``target``, for ``w`` on ``n_points``
+            values from 0 to 1. ``obs['interpolation_weight']`` holds ``w``.
+        n_points
+            Number of interpolation weights.
+        start_time
+            Timestep to which the source cells are noised for interpolation.
+        guidance_scale
+            Guidance scale: one number for all conditions, or a dict per condition (unlisted
+            ones keep the default). 0 disables guidance. Default: 1.5 with classifier-free
+            guidance, where 1 is the plain conditional model and larger values sharpen the
+            conditions; 4 with classifier guidance.
+        sampler
+            ``"dpmpp_2m"`` (DPM-Solver++(2M): deterministic, second order, timesteps evenly
+            spaced in log-SNR), ``"ddim"`` (deterministic, first order) or ``"ddpm"``
+            (ancestral; with ``n_steps=1000`` the paper's sampler). Default: ``"dpmpp_2m"``,
+            or ``"ddpm"`` with ``autoencoder="mlp"``.
+        n_steps
+            Number of sampler steps (at most ``T``). Default: 20 for ``"dpmpp_2m"`` (as
+            faithful as the 1000-step DDPM on held-out cells, about 30 times faster; see
+            ``docs/scaling.md``), 50 for ``"ddim"``, ``T`` for ``"ddpm"``.
+        output
+            ``"counts"``: counts drawn from the decoder's likelihood (sparse).
+            ``"normalized"``: expected expression normalised to 10,000 counts per cell (dense,
+            not log-transformed).
+        batch_size
+            Cells sampled at once.
+        seed
+            Random seed; the same seed gives the same cells, also after save/load.
+        progress_bar
+            Show a progress bar.
+        out
+            Path of an ``.h5ad`` file to stream the cells to: each batch of ``batch_size``
+            cells is written as soon as it is generated, so memory holds one batch, not the
+            whole matrix. The file appears only once complete.
+
+        Returns
+        -------
+        anndata.AnnData
+            Integer counts (sparse CSR) with the training ``var_names``; ``obs`` with one
+            categorical column per registered condition (the generated categories, in the
+            training order) and the batch; the generated latents in ``obsm['X_latent']``;
+            the generation parameters in ``uns['scdiffusion']``. With ``out``, the AnnData
+            is backed by the file (``X`` stays on disk; load it with ``.to_memory()``).
+
+        Examples
+        --------
+        >>> import scvi_diffusion
+        >>> from scvi_diffusion import ScDiffusion
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
+        >>> model = ScDiffusion(adata)
+        >>> model.train()  # doctest: +SKIP
+        >>> monocytes = model.generate(n=500, cell_type="CD14+ Monocyte", seed=0)  # doctest: +SKIP
+
+        Several conditions at once, one cell per row of a table, or in the training cells'
+        composition:
+
+        >>> b_cells = {"cell_type": "CD19+ B", "phase": "S"}
+        >>> model.generate(n=200, conditions=b_cells)  # doctest: +SKIP
+        >>> model.generate(conditions=adata.obs[["cell_type"]])  # doctest: +SKIP
+        >>> model.generate(n=1000)  # doctest: +SKIP
+
+        A trajectory between two cell types, and a million cells streamed to disk:
+
+        >>> model.generate(
+        ...     n=550, interpolate={"cell_type": ("CD34+", "CD14+ Monocyte")}, n_points=11
+        ... )  # doctest: +SKIP
+        >>> model.generate(n=1_000_000, out="synthetic.h5ad")  # doctest: +SKIP
+        """
+        self._check_trained()
+        n_timesteps = self.module.schedule.n_timesteps
+        settings = check_sampling_arguments(
+            sampler, n_steps, output, batch_size, seed, self.module.autoencoder_kind, n_timesteps
+        )
+        progress_bar = check_bool("progress_bar", progress_bar)
+        out = validate_out(out)
+        n_points, start_time = check_interpolation_arguments(n_points, start_time, n_timesteps)
+
+        plan = self._plan_generation(
+            settings,
+            n,
+            {"cell_type": cell_type, "tissue": tissue},
+            conditions,
+            interpolate,
+            n_points,
+            start_time,
+            guidance_scale,
+        )
+        for key, categories in plan.classifiers_to_train.items():
+            classifier = self._train_auxiliary_classifier(key, categories, progress_bar)
+            self._auxiliary_guidance[key] = (classifier, categories)
+        classifiers = [self._guidance_classifier(term.key) for term in plan.classifier_terms]
+        batches = self._sample_batches(plan, classifiers, progress_bar)
+        return assemble(plan, self.adata.var_names, batches, out, self.module.n_latent)
+
+    def _plan_generation(
+        self,
+        settings: SamplingSettings,
+        n,
+        roles: dict,
+        conditions,
+        interpolate,
+        n_points: int,
+        start_time: int,
+        guidance_scale,
+    ) -> GenerationPlan:
+        """The cells to generate: their conditions, reference cells, guidance and start."""
+        space = self._condition_space()
+        requested = parse_requests(space, n, roles, conditions)
+        interpolation = parse_interpolation(interpolate, space, requested, n_points, start_time)
+        rng = np.random.default_rng(settings.seed)
+        reference = self._reference()
+        registered = self.condition_keys
+        keys = [*registered, *(k for k in requested.columns if k not in registered)]
+        training = reference[registered].copy()
+        for key in keys[len(registered) :]:
+            training[key] = pd.Categorical(
+                self.adata.obs[key].to_numpy(), categories=space.extra[key]
+            )
+        spacing = SAMPLER_SPACING[settings.sampler]
+        schedule = self.module.schedule
+        start_latents = None
+        if interpolation is None:
+            # past draw_reference_cells, this method, generate() and its decorator
+            ref_idx = draw_reference_cells(
+                requested, training, rng, unseen_hint=self._unseen_hint(), stacklevel=5
+            )
+            timesteps = schedule.sampling_timesteps(settings.n_steps, spacing=spacing)
+        else:
+            ref_idx, start_idx = draw_interpolation_cells(
+                interpolation, requested, training, space, rng
+            )
+            unique, inverse = np.unique(start_idx, return_inverse=True)
+            start_latents = self._standardized_latents(indices=unique)[inverse]
+            timesteps = schedule.sampling_timesteps(
+                settings.n_steps, start_time=interpolation.start_time, spacing=spacing
+            )
+        assignment = complete_assignment(requested, training, ref_idx, keys, space)
+        weights = target_weights(assignment, keys, space, interpolation)
+        scales = guidance_scales(
+            guidance_scale, space, {k: self._default_guidance_scale(k) for k in keys}
+        )
+        # registered conditions guide through the denoiser (classifier-free) or their trained
+        # classifiers; unregistered ones always through a classifier trained on demand
+        free = registered if self.guidance == "classifier_free" else []
+        terms = [GuidanceTerm(k, weights[k], scales[k]) for k in keys]
+        return GenerationPlan(
+            settings=settings,
+            obs=output_obs(
+                assignment,
+                self._batches_of(ref_idx),
+                self._setup_args.get("batch_key"),
+                interpolation,
+                space,
+            ),
+            params=self._generation_params(settings, len(timesteps), scales, interpolation),
+            timesteps=timesteps,
+            library=reference["_library"].to_numpy()[ref_idx],
+            batch_index=reference["_batch"].to_numpy()[ref_idx],
+            denoiser_terms=[t for t in terms if t.key in free],
+            classifier_terms=[t for t in terms if t.key not in free],
+            classifiers_to_train={
+                k: space.extra[k]
+                for k in keys[len(registered) :]
+                if k not in self._auxiliary_guidance
+            },
+            start_latents=start_latents,
+        )
+
+    def _condition_space(self) -> ConditionSpace:
+        """What generation can be conditioned on: the registered conditions, and the other
+        categorical (or string, or boolean) obs columns, guided by classifiers on demand."""
+        registered = {k: self._categories(k) for k in self.condition_keys}
+        batch_key = self._setup_args.get("batch_key")
+        extra = {}
+        for column in self.adata.obs.columns:
+            series = self.adata.obs[column]
+            if column in registered or column == batch_key or column.startswith("_scvi"):
+                continue
+            if isinstance(series.dtype, pd.CategoricalDtype):
+                extra[column] = pd.Index(series.cat.categories)
+            elif series.dtype == object or pd.api.types.is_bool_dtype(series):
+                extra[column] = pd.Index(pd.unique(series.dropna()))
+        return ConditionSpace(registered, self.condition_roles, extra)
+
+    def _generation_params(
+        self, settings: SamplingSettings, n_steps: int, scales: dict, interpolation
+    ) -> dict:
+        """What the output's ``uns['scdiffusion']`` records of the generation."""
+        params = {
+            "guidance": self.guidance,
+            "sampler": settings.sampler,
+            "n_steps": n_steps,
+            "guidance_scale": {k: float(v) for k, v in scales.items()},
+            "output": settings.output,
+            "library_size": "drawn from training cells with the same conditions",
+        }
+        if settings.seed is not None:
+            params["seed"] = int(settings.seed)
+        if interpolation is not None:
+            params["interpolation"] = interpolation.params()
+        return params
+
+    def _batches_of(self, reference_cells: np.ndarray) -> pd.Categorical | None:
+        """The batch labels of reference cells (None without a batch key)."""
+        if self._setup_args.get("batch_key") is None:
+            return None
+        categories = self.adata_manager.get_state_registry(
+            REGISTRY_KEYS.BATCH_KEY
+        ).categorical_mapping
+        codes = self._reference()["_batch"].to_numpy()[reference_cells]
+        return pd.Categorical.from_codes(codes, categories=categories)
+
+    def _unseen_hint(self) -> str:
+        """What the unseen-combination warning suggests, with classifier guidance."""
+        if self.guidance != "classifier":
+            return ""
+        return (
+            " Classifier-free guidance composes conditions and generates unseen "
+            "combinations more faithfully: ScDiffusion(adata, guidance='classifier_free')."
+        )
+
+    def _default_guidance_scale(self, key: str) -> float:
+        """Default scale of a condition: its guidance mode's (on-demand ones use a classifier)."""
+        if key in self.condition_keys:
+            return DEFAULT_GUIDANCE_SCALES[self.guidance]
+        return DEFAULT_GUIDANCE_SCALES["classifier"]
+
+    def _guidance_classifier(self, key: str) -> nn.Module:
+        """The guidance classifier of a condition: trained with the model, or on demand."""
+        if key in self.condition_keys:
+            return self.module.guidance.classifiers[self.condition_keys.index(key)]
+        return self._auxiliary_guidance[key][0].classifiers[0]
+
+    def _sample_batches(self, plan: GenerationPlan, classifiers, progress_bar: bool):
+        """Run the plan's sampling, batch by batch (see :func:`sample_plan`)."""
+        return sample_plan(self.module, plan, classifiers, self.device, progress_bar)

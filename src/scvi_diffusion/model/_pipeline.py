@@ -1,0 +1,141 @@
+"""Running a generation plan, batch by batch: noise (or start latents), the sampler with
+guidance, unstandardise, decode, counts; then the cells as an AnnData, in memory or streamed."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+from scipy import sparse
+from torch import nn
+from tqdm.auto import tqdm
+
+from .._constants import LATENT_OBSM_KEY, NORMALIZED_TARGET_SUM, PARAMS_UNS_KEY
+from ..diffusion import ClassifierFreeGuidance, ClassifierGuidance, run_sampler
+from ..module._count_sampling import sample_counts, to_csr
+from ._generation_plan import GenerationPlan
+from ._streaming import write_h5ad_in_batches
+
+Batch = tuple[np.ndarray, np.ndarray | sparse.csr_matrix]
+"""One batch of generated cells: their latents and their counts (or normalised values)."""
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None, device: torch.device):
+    """Fix torch's random state for a block, without touching the caller's."""
+    if seed is None:
+        yield
+        return
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
+
+
+def _guided_epsilon(module, plan: GenerationPlan, classifiers, rows: slice, device):
+    """The noise prediction and the classifier guidance of one batch of cells."""
+    diffusion = module.diffusion
+    guidance = ClassifierGuidance(
+        classifiers,
+        [torch.as_tensor(term.weights[rows], device=device) for term in plan.classifier_terms],
+        [term.scale for term in plan.classifier_terms],
+        module.guidance.horizon,
+    )
+    epsilon_fn = diffusion.denoiser
+    if plan.denoiser_terms:
+        epsilon_fn = ClassifierFreeGuidance(
+            diffusion.denoiser,
+            diffusion.denoiser.null_labels,
+            [torch.as_tensor(term.weights[rows], device=device) for term in plan.denoiser_terms],
+            [term.scale for term in plan.denoiser_terms],
+        )
+    return epsilon_fn, guidance
+
+
+def sample_plan(
+    module,
+    plan: GenerationPlan,
+    classifiers: Sequence[nn.Module],
+    device: torch.device,
+    progress_bar: bool = True,
+) -> Iterator[Batch]:
+    """Run ``plan`` batch by batch; yield each batch's latents and values.
+
+    ``classifiers`` are the guidance classifiers of ``plan.classifier_terms``, in order.
+    """
+    module.eval()
+    for classifier in classifiers:
+        classifier.eval()
+    n_cells, batch_size = plan.n_cells, plan.settings.batch_size
+    n_batches = math.ceil(n_cells / batch_size)
+    with (
+        seeded(plan.settings.seed, device),
+        tqdm(
+            total=n_batches * len(plan.timesteps),
+            desc="Generating",
+            unit="step",
+            disable=not progress_bar,
+            leave=False,
+        ) as bar,
+    ):
+        for start in range(0, n_cells, batch_size):
+            stop = min(start + batch_size, n_cells)
+            rows = slice(start, stop)
+            if plan.start_latents is None:
+                x = torch.randn(stop - start, module.n_latent, device=device)
+            else:
+                t0 = torch.full(
+                    (stop - start,), plan.timesteps[0], device=device, dtype=torch.long
+                )
+                x = module.schedule.q_sample(plan.start_latents[rows], t0)
+            epsilon_fn, guidance = _guided_epsilon(module, plan, classifiers, rows, device)
+            x = run_sampler(
+                plan.settings.sampler,
+                epsilon_fn,
+                module.schedule,
+                x,
+                plan.timesteps,
+                guidance,
+                callback=lambda: bar.update(1),
+            )
+            yield _decoded(module, plan, x, rows, device)
+
+
+def _decoded(module, plan: GenerationPlan, x: torch.Tensor, rows: slice, device) -> Batch:
+    """Unstandardise and decode one batch of sampled latents into counts or expression."""
+    z = module.diffusion.unstandardize(x)
+    counts, fractions = module.decode(
+        z,
+        torch.as_tensor(plan.library[rows], dtype=torch.float32, device=device),
+        torch.as_tensor(plan.batch_index[rows], device=device),
+    )
+    if plan.settings.output == "counts":
+        block = to_csr(sample_counts(counts))
+    else:
+        block = (fractions * NORMALIZED_TARGET_SUM).cpu().numpy().astype(np.float32)
+    return z.detach().cpu().numpy().astype(np.float32), block
+
+
+def assemble(
+    plan: GenerationPlan, var_names: pd.Index, batches: Iterator[Batch], out, n_latent: int
+) -> ad.AnnData:
+    """The generated cells as an AnnData, or streamed batch by batch to ``out``."""
+    var = pd.DataFrame(index=var_names.copy())
+    if out is not None:
+        skeleton = ad.AnnData(obs=plan.obs, var=var, uns={PARAMS_UNS_KEY: plan.params})
+        return write_h5ad_in_batches(out, skeleton, batches, LATENT_OBSM_KEY, n_latent)
+    latents, blocks = zip(*batches, strict=True)
+    values = (
+        sparse.vstack(blocks, format="csr")
+        if plan.settings.output == "counts"
+        else np.vstack(blocks)
+    )
+    result = ad.AnnData(X=values, obs=plan.obs, var=var)
+    result.obsm[LATENT_OBSM_KEY] = np.vstack(latents)
+    result.uns[PARAMS_UNS_KEY] = plan.params
+    return result

@@ -1,0 +1,128 @@
+"""The training cells as the latent stages and generation see them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scvi import REGISTRY_KEYS
+
+from .._constants import (
+    ENCODING_VALUES_PER_BATCH,
+    LATENT_BATCH_SIZE,
+    LATENT_DEFAULTS,
+    LATENT_PLAN_DEFAULTS,
+    condition_registry_key,
+)
+from .._validation import row_sums
+from ..module import ConditionClassifiersModule
+from ..train._latent_data import latent_step_budget, register_latents, steps_per_pass
+from ..train._stages import ModuleHost
+
+logger = logging.getLogger("scvi").getChild("diffusion")
+
+
+class TrainingCellsMixin:
+    """The training cells in latent space and as references for generation.
+
+    Their standardised latents (what the latent stages train on, where interpolation starts,
+    what a classifier trained on demand learns from) and their conditions, library sizes and
+    batches (the reference table every generated cell draws from).
+    """
+
+    def _latent_training_data(self, standardize_anew: bool):
+        """Standardised latents and conditions of the training cells, registered for training.
+
+        With ``standardize_anew=False`` the standardisation is kept, so retraining one latent
+        stage keeps the latent space the other stage was trained in.
+        """
+        standardized = self._standardized_latents(standardize_anew=standardize_anew)
+        conditions = self._training_conditions(self.condition_keys)
+        return register_latents(standardized.cpu().numpy(), conditions)
+
+    @property
+    def _encoding_batch_size(self) -> int:
+        """Cells encoded at once: each minibatch is densified, so at most ~8M values."""
+        return int(min(4096, max(128, ENCODING_VALUES_PER_BATCH // self.adata.n_vars)))
+
+    def _standardized_latents(
+        self, indices: np.ndarray | None = None, standardize_anew: bool = False
+    ) -> torch.Tensor:
+        """Encode cells (all training cells by default) and standardise their latents as the
+        diffusion stage sees them; ``standardize_anew`` first fits the standardisation."""
+        latents = torch.as_tensor(
+            self.get_latent_representation(indices=indices, batch_size=self._encoding_batch_size)
+        )
+        diffusion = self.module.diffusion
+        if standardize_anew:
+            diffusion.set_standardization(latents.to(diffusion.latent_loc))
+        return diffusion.standardize(latents.to(self.device))
+
+    def _training_conditions(self, keys: Sequence[str]) -> pd.DataFrame:
+        """Registered conditions of the training cells, with the training categories."""
+        return pd.DataFrame(
+            {k: pd.Categorical(self.adata.obs[k], categories=self._categories(k)) for k in keys},
+            index=self.adata.obs_names,
+        )
+
+    def _reference(self) -> pd.DataFrame:
+        """Library size, batch and registered conditions of every training cell."""
+        if self._reference_table is None:
+            counts = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+            library = row_sums(counts)
+            batch = np.asarray(
+                self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)
+            ).ravel()
+            table = self._training_conditions(self.condition_keys)
+            table["_library"] = np.maximum(library, 1.0)
+            table["_batch"] = batch.astype(np.int64)
+            self._reference_table = table.reset_index(drop=True)
+        return self._reference_table
+
+    def _train_auxiliary_classifier(
+        self, key: str, categories: pd.Index, progress_bar: bool = True
+    ) -> ConditionClassifiersModule:
+        """Guidance classifier for an obs column that was not registered, trained on demand."""
+        logger.warning(
+            f"{key!r} is not a registered condition; training a guidance classifier for it now. "
+            f"Register it with `setup_anndata(..., condition_keys=[{key!r}])` to train it with "
+            "the model and save it."
+        )
+        guidance = self.module.guidance
+        module = ConditionClassifiersModule(
+            self.module.n_latent,
+            [len(categories)],
+            [condition_registry_key(key)],
+            horizon=guidance.horizon,
+            n_timesteps=guidance.schedule.n_timesteps,
+        )
+        module.schedule = guidance.schedule
+        labels = pd.Categorical(self.adata.obs[key], categories=categories)
+        keep = np.flatnonzero(~pd.isna(labels))
+        standardized = self._standardized_latents(indices=keep).cpu().numpy()
+        obs = pd.DataFrame({key: labels[keep]}, index=self.adata.obs_names[keep])
+        budget = latent_step_budget(
+            None,
+            None,
+            steps_per_pass(len(keep), LATENT_BATCH_SIZE),
+            None,
+            *LATENT_DEFAULTS["classifier"],
+        )
+        stage_history = self._run_latent_stage(
+            f"classifier_{key}",
+            module,
+            register_latents(standardized, obs),
+            budget,
+            LATENT_BATCH_SIZE,
+            LATENT_PLAN_DEFAULTS["classifier"],
+            {},
+            # the runner moves, and marks trained, the model it is given: here the classifier
+            host=ModuleHost(module, self.adata),
+            progress_bar=progress_bar,
+        )
+        self.history_ = {**(self.history_ or {}), **stage_history}
+        module.to(self.device).eval()
+        return module

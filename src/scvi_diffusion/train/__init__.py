@@ -1,0 +1,1 @@
+"""Training: the stages' training plans, latent data, callbacks, errors and runtime."""
