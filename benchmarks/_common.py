@@ -19,10 +19,8 @@ module, and ``speed.py`` imports its heavy modules only where it uses them.
 from __future__ import annotations
 
 import datetime
-import importlib
 import os
 import platform
-import string
 import time
 from pathlib import Path
 
@@ -54,19 +52,16 @@ def split_with_reference(adata, seed: int, test_size: float = 0.3, condition: st
 
 
 def machine_line(template: str = MACHINE) -> str:
-    """``template`` with the machine's facts filled in.
+    """``template`` with the machine's facts filled in: ``processor`` (the processor's name,
+    else its architecture), ``arch``, ``cores``, ``threads`` (torch's threads now), ``torch``
+    (its version) and ``date`` (today); a template uses the ones it names."""
+    import torch
 
-    Fields: ``processor`` (the processor's name, else its architecture), ``arch`` (the
-    architecture), ``cores`` (CPU cores), ``threads`` (torch's threads now), ``torch`` (torch's
-    version) and ``date`` (today). Only the fields the template names are looked up.
-    """
-    facts = {
-        "processor": lambda: platform.processor() or platform.machine(),
-        "arch": platform.machine,
-        "cores": os.cpu_count,
-        "threads": lambda: importlib.import_module("torch").get_num_threads(),
-        "torch": lambda: importlib.import_module("torch").__version__,
-        "date": datetime.date.today,
-    }
-    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
-    return template.format(**{name: facts[name]() for name in fields})
+    return template.format(
+        processor=platform.processor() or platform.machine(),
+        arch=platform.machine(),
+        cores=os.cpu_count(),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        date=datetime.date.today(),
+    )

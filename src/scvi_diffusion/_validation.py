@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from numbers import Integral, Real
 
 import anndata as ad
@@ -135,20 +134,26 @@ def check_seed(value) -> int | None:
 
 
 def check_number(
-    name: str, value, low: float, high: float, low_open: bool = True, high_open: bool = True
+    name: str,
+    value,
+    low: float,
+    high: float,
+    low_open: bool = True,
+    high_open: bool = True,
+    expected: str | None = None,
 ) -> float:
     """``value`` as a float; a TypeError unless it is a real number, a ValueError unless it lies
-    between ``low`` and ``high`` (open or closed ends)."""
+    between ``low`` and ``high`` (open or closed ends). ``expected`` words the valid values in
+    both messages (default: the interval)."""
     interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    wanted = f"a number in {interval}"
-    if (low, low_open, high) == (0.0, False, math.inf):
-        wanted = "a non-negative finite number"
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"`{name}` must be {wanted}, got {value!r}.")
+        raise TypeError(
+            f"`{name}` must be {expected or f'a number in {interval}'}, got {value!r}."
+        )
     above = value > low if low_open else value >= low
     below = value < high if high_open else value <= high
     if not (above and below):
-        raise ValueError(f"`{name}` must be {wanted.removeprefix('a number ')}, got {value!r}.")
+        raise ValueError(f"`{name}` must be {expected or f'in {interval}'}, got {value!r}.")
     return float(value)
 
 

@@ -237,7 +237,9 @@ def guidance_scales(
     number for all, or a dict per condition)."""
 
     def check(name: str, value) -> float:
-        return check_number(name, value, 0.0, math.inf, low_open=False)
+        return check_number(
+            name, value, 0.0, math.inf, low_open=False, expected="a non-negative finite number"
+        )
 
     if guidance_scale is None:
         return dict(defaults)

@@ -297,12 +297,15 @@ class StagedTrainingMixin:
             **settings.runner_kwargs,
         )
 
-    def _run_stage(self, stage: str, training_plan, data_splitter, max_epochs: int, **kwargs):
-        """Train one stage with scvi-tools' runner (see :func:`run_stage`), timing it."""
+    def _run_stage(
+        self, stage: str, training_plan, data_splitter, max_epochs: int, host=None, **kwargs
+    ):
+        """Train one stage with scvi-tools' runner (see :func:`run_stage`), timing it; the
+        runner trains ``host`` (default: this model)."""
         started = time.perf_counter()
         history = run_stage(
             self._train_runner_cls,
-            kwargs.pop("host", None) or self,
+            self if host is None else host,
             stage,
             training_plan,
             data_splitter,
