@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DEMO_OUT ?= demo_output
 TUTORIAL_CI_EPOCHS ?= 10
 
-.PHONY: demo test lint format bench bench-fidelity bench-conditioning bench-speed bench-training tutorials \
-	tutorials-ci docs clean
+.PHONY: demo test lint format bench bench-fidelity bench-conditioning bench-counterfactual \
+	bench-speed bench-training tutorials tutorials-ci docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench-fidelity: $(STAMP)
 # classifier vs classifier-free guidance: held-out split, unseen combination, trajectory (~8 min)
 bench-conditioning: $(STAMP)
 	$(BIN)/python benchmarks/conditioning.py --out benchmarks/results
+
+# counterfactuals of real cells on pbmc68k_two_factor, 3 seeds, both guidance modes (~15 min)
+bench-counterfactual: $(STAMP)
+	$(BIN)/python benchmarks/counterfactual.py --out benchmarks/results
 
 # default train() against scVI's, the denoiser against a bare PyTorch loop, training beside a
 # busy process (~15 min on 2 CPU cores)

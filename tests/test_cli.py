@@ -62,6 +62,29 @@ def test_train_generate_evaluate(files, trained, capsys):
     assert {"synthetic", "floor"} <= set(frame.columns)
 
 
+def test_counterfactuals_from_a_file(files, trained):
+    """``--source``: one cell per source cell, the requested condition changed, as the API."""
+    out = files / "as_monocytes.h5ad"
+    args = ["generate", str(trained), "--source", str(files / "test.h5ad"), "--out", str(out)]
+    options = ["--cell-type", "CD14+ Monocyte", "--start-time", "300", "--n-steps", "5"]
+    assert main([*args, *options, "--seed", "1"]) == 0
+    counterfactual = ad.read_h5ad(out)
+    test = ad.read_h5ad(files / "test.h5ad")
+    assert list(counterfactual.obs["source_cell"]) == list(test.obs_names)
+    assert (counterfactual.obs["cell_type"] == "CD14+ Monocyte").all()
+    assert counterfactual.uns["scdiffusion"]["counterfactual"]["start_time"] == 300
+    model = scvi_diffusion.ScDiffusion.load(str(trained))
+    same = model.generate(
+        source=test,
+        cell_type="CD14+ Monocyte",
+        start_time=300,
+        n_steps=5,
+        seed=1,
+        progress_bar=False,
+    )
+    np.testing.assert_array_equal(same.X.toarray(), counterfactual.X.toarray())
+
+
 def test_generate_with_conditions_and_separate_data(files, capsys):
     model = files / "model_without_data"
     args = ["train", str(files / "train.h5ad"), "--out", str(model), "--no-save-data"]

@@ -140,12 +140,15 @@ def _generate(args: argparse.Namespace) -> int:
     from .model._scdiffusion import ScDiffusion
 
     adata = None if args.data is None else _read(args.data)
+    source = None if args.source is None else _read(args.source)
     model = ScDiffusion.load(args.model, adata=adata, accelerator=args.accelerator)
     synthetic = model.generate(
         n=args.n,
         cell_type=args.cell_type,
         tissue=args.tissue,
         conditions=_conditions(args.condition) or None,
+        source=source,
+        start_time=args.start_time,
         guidance_scale=args.guidance_scale,
         sampler=args.sampler,
         n_steps=args.n_steps,
@@ -268,7 +271,7 @@ def _add_generate_command(commands) -> None:
     )
     generate.add_argument("model", help="Folder of a saved model.")
     generate.add_argument("--out", required=True, help="File to write (.h5ad).")
-    generate.add_argument("-n", type=int, default=1000, help="Cells (default: %(default)s).")
+    generate.add_argument("-n", type=int, help="Cells (default: 1000, or one per --source cell).")
     generate.add_argument("--cell-type", help="Cell type to generate.")
     generate.add_argument("--tissue", help="Tissue to generate.")
     generate.add_argument(
@@ -280,6 +283,17 @@ def _add_generate_command(commands) -> None:
     )
     generate.add_argument(
         "--data", help="The training AnnData, if it was not saved with the model."
+    )
+    generate.add_argument(
+        "--source",
+        metavar="CELLS",
+        help="Counterfactuals: an .h5ad file of real cells (raw counts, the training genes) to "
+        "change to the requested conditions, keeping the rest of each cell.",
+    )
+    generate.add_argument(
+        "--start-time",
+        type=int,
+        help="How far the --source cells are taken up the diffusion (default: the model's).",
     )
     generate.add_argument(
         "--guidance-scale", type=float, help="Guidance scale (default: model's)."

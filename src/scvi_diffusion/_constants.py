@@ -51,6 +51,12 @@ DEFAULT_SAMPLER = {"scvi": "dpmpp_2m", "mlp": "ddpm"}
 DEFAULT_STEPS = {"dpmpp_2m": 20, "ddim": 50}
 OUTPUTS = ("counts", "normalized")
 DEFAULT_N_CELLS = 1000
+DEFAULT_INTERPOLATION_START_TIME = 600
+"""Timestep Gradient Interpolation noises its source cells to (the paper's)."""
+DEFAULT_COUNTERFACTUAL_START_TIME = {"classifier_free": 100, "classifier": 200}
+"""Timestep counterfactuals invert their source cells to, per guidance mode: the lowest that
+reaches the new condition about as clearly as real cells show it, keeping the most of each
+cell (measured on pbmc68k_two_factor: docs/benchmarks.md, "Counterfactuals")."""
 """Cells generated when neither ``n`` nor a table of conditions says how many."""
 
 # ---- names in AnnData and the registry
@@ -62,6 +68,8 @@ ROLE_KEYS = ("cell_type", "tissue")
 LATENT_OBSM_KEY = "X_latent"
 PARAMS_UNS_KEY = "scdiffusion"
 INTERPOLATION_WEIGHT_KEY = "interpolation_weight"
+SOURCE_CELL_KEY = "source_cell"
+"""Obs column of a counterfactual: the name of the real cell it was made from."""
 
 
 def condition_registry_key(obs_key: str) -> str:

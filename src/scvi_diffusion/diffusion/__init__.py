@@ -4,6 +4,7 @@ from ._guidance import ClassifierFreeGuidance, ClassifierGuidance
 from ._samplers import (
     SAMPLER_SPACING,
     SAMPLERS,
+    ddim_invert,
     ddim_sample,
     ddpm_sample,
     dpmpp_2m_sample,
@@ -18,6 +19,7 @@ __all__ = [
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
     "LinearNoiseSchedule",
+    "ddim_invert",
     "ddim_sample",
     "ddpm_sample",
     "dpmpp_2m_sample",

@@ -235,3 +235,58 @@ def dpmpp_2m_sample(
     ``x0``. Guidance enters as in :func:`ddim_sample`.
     """
     return run_sampler("dpmpp_2m", epsilon_fn, schedule, x, timesteps, guidance_fn, callback)
+
+
+def ddim_invert(
+    epsilon_fn: EpsilonFn,
+    schedule: LinearNoiseSchedule,
+    x0: torch.Tensor,
+    timesteps: Sequence[int],
+    callback: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """DDIM inversion: clean data run up the deterministic DDIM path to ``timesteps[-1]``.
+
+    The DDIM update taken backwards (Song et al., 2021; used for image editing as "DDIM
+    inversion"): from ``x_t`` the noise prediction ``eps(x_t, t)`` and the ``x0`` it implies
+    give ``x_s = signal_s * x0 + sigma_s * eps`` at the next, higher timestep ``s``. Unlike
+    noising with fresh noise, the result keeps what makes each input distinct, so a
+    deterministic sampler started from it returns close to the input under the same
+    conditions, and a version of the same input under others.
+
+    Parameters
+    ----------
+    epsilon_fn
+        Noise prediction, called as ``epsilon_fn(x_t, t)``.
+    schedule
+        The noise schedule the timesteps index.
+    x0
+        Clean (standardised) latents, ``(n_cells, n_latent)``.
+    timesteps
+        Ascending timesteps to pass through; the last is where the result lies.
+    callback
+        Called after every step (a progress bar's update).
+
+    Returns
+    -------
+    torch.Tensor
+        The latents at ``timesteps[-1]``.
+    """
+    x = x0
+    previous = None
+    for t in timesteps:
+        t_vec = _timestep_tensor(t, x.shape[0], x.device)
+        signal_t, sigma_t = schedule.signal_noise(t_vec, x)
+        if previous is None:
+            # clean data has no timestep: predict the noise it would carry at the first one
+            with torch.no_grad():
+                eps = epsilon_fn(x, t_vec)
+            x = signal_t * x + sigma_t * eps
+        else:
+            signal_p, sigma_p = schedule.signal_noise(previous, x)
+            with torch.no_grad():
+                eps = epsilon_fn(x, previous)
+            x = signal_t * (x - sigma_p * eps) / signal_p + sigma_t * eps
+        previous = t_vec
+        if callback is not None:
+            callback()
+    return x

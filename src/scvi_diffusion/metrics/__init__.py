@@ -5,12 +5,14 @@ The AnnData-level metrics work in one :class:`SharedSpace` fit on real cells onl
 take arrays of coordinates. :func:`evaluate` computes them all, overall and per condition,
 against held-out real cells, beside the :func:`floor` that two sets of real cells reach.
 :func:`cfgen_scores` reproduces the protocol of published generation benchmarks (CFGen and
-later), and :func:`marker_fold_changes` checks that each cell type keeps its marker genes.
+later), :func:`marker_fold_changes` checks that each cell type keeps its marker genes, and
+:func:`counterfactual_scores` scores counterfactuals of real cells against the real change.
 """
 
 from ..data._split import matched_sample, stratified_split
 from ._cfgen_protocol import cfgen_scores, mmd_rbf_biased, wasserstein_exact
 from ._classifiers import conditional_accuracy, real_vs_synthetic_auc
+from ._counterfactual import counterfactual_scores
 from ._counts import count_checks
 from ._distances import mmd_rbf, wasserstein2
 from ._evaluate import evaluate
@@ -26,6 +28,7 @@ __all__ = [
     "cfgen_scores",
     "conditional_accuracy",
     "count_checks",
+    "counterfactual_scores",
     "evaluate",
     "floor",
     "ilisi",

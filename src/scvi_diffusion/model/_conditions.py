@@ -89,6 +89,7 @@ def parse_requests(
     n: int | None,
     role_values: Mapping[str, object],
     conditions,
+    per_source_cell: bool = False,
 ) -> pd.DataFrame:
     """One row per cell to generate, one categorical column per requested condition.
 
@@ -104,6 +105,8 @@ def parse_requests(
     conditions
         None, a dict (condition name to a value or one value per cell), or a DataFrame/Series
         with one row per cell.
+    per_source_cell
+        ``n`` is the number of source cells of a counterfactual (for the error messages).
     """
     n = positive_int("n", n)
     requested: dict[str, object] = {}
@@ -155,8 +158,11 @@ def parse_requests(
     if table_length is not None:
         if n is not None and n != table_length:
             raise ValueError(
-                f"`n`={n} does not match the {table_length} rows of the `conditions` DataFrame; "
-                "leave `n` out to generate one cell per row."
+                f"The {n} source cells do not match the {table_length} rows of the `conditions` "
+                "DataFrame; give one row per source cell."
+                if per_source_cell
+                else f"`n`={n} does not match the {table_length} rows of the `conditions` "
+                "DataFrame; leave `n` out to generate one cell per row."
             )
         n = table_length
     distinct = set(lengths.values())
@@ -165,8 +171,10 @@ def parse_requests(
     if distinct:
         (length,) = distinct
         if n is not None and n != length:
+            given = "The {n} source cells do not" if per_source_cell else "`n`={n} does not"
             raise ValueError(
-                f"`n`={n} does not match the {length} per-cell values given for {list(lengths)}."
+                f"{given.format(n=n)} match the {length} per-cell values given for "
+                f"{list(lengths)}."
             )
         n = length
     n = DEFAULT_N_CELLS if n is None else n

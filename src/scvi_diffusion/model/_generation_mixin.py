@@ -13,16 +13,23 @@ import torch
 from scvi import REGISTRY_KEYS
 from torch import nn
 
-from .._constants import DEFAULT_GUIDANCE_SCALES
+from .._constants import (
+    DEFAULT_COUNTERFACTUAL_START_TIME,
+    DEFAULT_GUIDANCE_SCALES,
+    DEFAULT_INTERPOLATION_START_TIME,
+    SOURCE_CELL_KEY,
+)
 from .._validation import check_bool
 from ..diffusion import SAMPLER_SPACING
 from ._conditions import ConditionSpace, draw_reference_cells, parse_requests
+from ._counterfactual import check_counterfactual_arguments, inversion_weights, source_cells
 from ._generation_plan import (
     GenerationPlan,
     GuidanceTerm,
     SamplingSettings,
     check_interpolation_arguments,
     check_sampling_arguments,
+    check_start_time,
     complete_assignment,
     draw_interpolation_cells,
     guidance_scales,
@@ -50,9 +57,10 @@ class GenerationMixin:
         tissue: str | None = None,
         conditions: Mapping[str, object] | pd.DataFrame | None = None,
         *,
+        source: ad.AnnData | None = None,
         interpolate: Mapping[str, tuple[str, str]] | None = None,
         n_points: int = 11,
-        start_time: int = 600,
+        start_time: int | None = None,
         guidance_scale: float | Mapping[str, float] | None = None,
         sampler: Literal["dpmpp_2m", "ddim", "ddpm"] | None = None,
         n_steps: int | None = None,
@@ -82,6 +90,16 @@ class GenerationMixin:
             value per cell, or a DataFrame with one row per cell to generate (row order kept).
             Obs columns of the training AnnData that were not registered are accepted too: a
             guidance classifier is then trained for them on demand (with a warning).
+            With ``source``: the conditions to change, one value for all source cells or one
+            per source cell.
+        source
+            Counterfactuals: an AnnData of real cells with the training genes (training cells
+            or new ones, registered or not; it is not changed). Each cell is encoded, taken
+            to ``start_time`` by DDIM inversion under its own conditions, and denoised under
+            the requested ones: one output cell per source cell, in order, with
+            ``obs['source_cell']`` naming it. Registered conditions not requested, the batch
+            and the library size are kept from the source cell, so its obs needs those
+            columns, with values the model knows.
         interpolate
             ``{condition: (source, target)}``: Gradient Interpolation. Real training cells of
             ``source`` are encoded, noised to ``start_time`` and denoised with guidance weight
@@ -90,7 +108,13 @@ class GenerationMixin:
         n_points
             Number of interpolation weights.
         start_time
-            Timestep to which the source cells are noised for interpolation.
+            Timestep (of ``T = 1000``) the real cells are taken to before they are denoised.
+            Interpolation noises them to it (default 600). Counterfactuals invert them to it
+            (default 100 with classifier-free guidance, 200 with classifier guidance): lower
+            keeps more of each cell, higher gives the new conditions more room, until the
+            cell is forgotten. The defaults reach a perturbation of 50 genes about as
+            clearly as real cells show it (``docs/benchmarks.md``, "Counterfactuals"); a
+            larger change, such as another cell type, needs a higher one.
         guidance_scale
             Guidance scale: one number for all conditions, or a dict per condition (unlisted
             ones keep the default). 0 disables guidance. Default: 1.5 with classifier-free
@@ -153,6 +177,13 @@ class GenerationMixin:
         ...     n=550, interpolate={"cell_type": ("CD34+", "CD14+ Monocyte")}, n_points=11
         ... )  # doctest: +SKIP
         >>> model.generate(n=1_000_000, out="synthetic.h5ad")  # doctest: +SKIP
+
+        Counterfactuals: these cells in another state (every other condition, the batch and
+        the library size kept from each cell); with a second factor registered, for example
+        ``generate(source=control_cells, tissue="stimulated")``:
+
+        >>> g1_cells = adata[adata.obs["phase"] == "G1"]
+        >>> model.generate(source=g1_cells, conditions={"phase": "S"}, seed=0)  # doctest: +SKIP
         """
         self._check_trained()
         n_timesteps = self.module.schedule.n_timesteps
@@ -161,18 +192,26 @@ class GenerationMixin:
         )
         progress_bar = check_bool("progress_bar", progress_bar)
         out = validate_out(out)
-        n_points, start_time = check_interpolation_arguments(n_points, start_time, n_timesteps)
-
-        plan = self._plan_generation(
-            settings,
-            n,
-            {"cell_type": cell_type, "tissue": tissue},
-            conditions,
-            interpolate,
-            n_points,
-            start_time,
-            guidance_scale,
-        )
+        roles = {"cell_type": cell_type, "tissue": tissue}
+        if source is not None:
+            check_counterfactual_arguments(n, interpolate, source)
+            if start_time is None:
+                start_time = DEFAULT_COUNTERFACTUAL_START_TIME[self.guidance]
+            plan = self._plan_counterfactual(
+                settings,
+                source,
+                roles,
+                conditions,
+                check_start_time(start_time, n_timesteps),
+                guidance_scale,
+            )
+        else:
+            if start_time is None:
+                start_time = DEFAULT_INTERPOLATION_START_TIME
+            n_points, start_time = check_interpolation_arguments(n_points, start_time, n_timesteps)
+            plan = self._plan_generation(
+                settings, n, roles, conditions, interpolate, n_points, start_time, guidance_scale
+            )
         for key, categories in plan.classifiers_to_train.items():
             classifier = self._train_auxiliary_classifier(key, categories, progress_bar)
             self._auxiliary_guidance[key] = (classifier, categories)
@@ -254,6 +293,88 @@ class GenerationMixin:
             start_latents=start_latents,
         )
 
+    def _plan_counterfactual(
+        self,
+        settings: SamplingSettings,
+        source: ad.AnnData,
+        roles: dict,
+        conditions,
+        start_time: int,
+        guidance_scale,
+    ) -> GenerationPlan:
+        """Counterfactuals of the source cells: the requested conditions changed, every other
+        registered condition, the batch and the library size kept from each cell, which is
+        encoded and inverted under its own conditions before it is denoised under the new."""
+        space = self._condition_space()
+        requested = parse_requests(space, source.n_obs, roles, conditions, per_source_cell=True)
+        batch_key = self._setup_args.get("batch_key")
+        cells = source_cells(
+            source,
+            self.adata.var_names,
+            self._setup_args.get("layer"),
+            space,
+            list(requested.columns),
+            batch_key,
+            None if batch_key is None else self._batch_categories(),
+        )
+        registered = self.condition_keys
+        keys = [*registered, *(k for k in requested.columns if k not in registered)]
+        assignment = pd.DataFrame(
+            {k: (requested if k in requested.columns else cells.kept)[k] for k in keys}
+        )
+        start_latents = self._standardized_source_latents(
+            cells.registrable(self._setup_args.get("layer"), batch_key, assignment)
+        )
+        weights = target_weights(assignment, keys, space, None)
+        scales = guidance_scales(
+            guidance_scale, space, {k: self._default_guidance_scale(k) for k in keys}
+        )
+        free = registered if self.guidance == "classifier_free" else []
+        terms = [GuidanceTerm(k, weights[k], scales[k]) for k in keys]
+        # the plain conditional model under each cell's own conditions (scale 1), so inversion
+        # and denoising under unchanged conditions return the cell
+        inversion_terms = []
+        for key in free:
+            own = cells.own[key].array if key in requested.columns else assignment[key].array
+            own_weights = inversion_weights(own)
+            if own_weights is not None:
+                inversion_terms.append(GuidanceTerm(key, own_weights, 1.0))
+        obs = output_obs(assignment, cells.batch, batch_key, None, space)
+        obs[SOURCE_CELL_KEY] = cells.names.astype(str).to_numpy()
+        timesteps = self.module.schedule.sampling_timesteps(
+            settings.n_steps, start_time=start_time, spacing=SAMPLER_SPACING[settings.sampler]
+        )
+        params = self._generation_params(settings, len(timesteps), scales, None)
+        params["library_size"] = "kept from the source cells"
+        params["counterfactual"] = {
+            "changed": list(requested.columns),
+            "kept": [*cells.kept.columns, *([] if batch_key is None else [batch_key])],
+            "start_time": int(start_time),
+            "start": "DDIM inversion under the source cells' own conditions",
+        }
+        batch_index = (
+            np.zeros(cells.n_cells, dtype=np.int64)
+            if cells.batch is None
+            else np.asarray(cells.batch.codes, dtype=np.int64)
+        )
+        return GenerationPlan(
+            settings=settings,
+            obs=obs,
+            params=params,
+            timesteps=timesteps,
+            library=cells.library,
+            batch_index=batch_index,
+            denoiser_terms=[t for t in terms if t.key in free],
+            classifier_terms=[t for t in terms if t.key not in free],
+            classifiers_to_train={
+                k: space.extra[k]
+                for k in keys[len(registered) :]
+                if k not in self._auxiliary_guidance
+            },
+            start_latents=start_latents,
+            inversion_terms=inversion_terms,
+        )
+
     def _condition_space(self) -> ConditionSpace:
         """What generation can be conditioned on: the registered conditions, and the other
         categorical (or string, or boolean) obs columns, guided by classifiers on demand."""
@@ -288,15 +409,18 @@ class GenerationMixin:
             params["interpolation"] = interpolation.params()
         return params
 
+    def _batch_categories(self) -> pd.Index:
+        """The training batches, in the order of their codes."""
+        return pd.Index(
+            self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping
+        )
+
     def _batches_of(self, reference_cells: np.ndarray) -> pd.Categorical | None:
         """The batch labels of reference cells (None without a batch key)."""
         if self._setup_args.get("batch_key") is None:
             return None
-        categories = self.adata_manager.get_state_registry(
-            REGISTRY_KEYS.BATCH_KEY
-        ).categorical_mapping
         codes = self._reference()["_batch"].to_numpy()[reference_cells]
-        return pd.Categorical.from_codes(codes, categories=categories)
+        return pd.Categorical.from_codes(codes, categories=self._batch_categories())
 
     def _unseen_hint(self) -> str:
         """What the unseen-combination warning suggests, with classifier guidance."""

@@ -116,7 +116,12 @@ class GenerationPlan:
     classifier_terms: list[GuidanceTerm]
     classifiers_to_train: dict[str, pd.Index] = field(default_factory=dict)
     start_latents: torch.Tensor | None = None
-    """Standardised latents of the source cells that interpolation starts from."""
+    """Standardised latents of the real cells that interpolation or counterfactuals start
+    from."""
+    inversion_terms: list[GuidanceTerm] | None = None
+    """How start latents reach the first timestep: None noises them (interpolation); a list
+    inverts them with DDIM under these guidance terms, the source cells' own conditions
+    (counterfactuals)."""
 
     @property
     def n_cells(self) -> int:
@@ -129,11 +134,16 @@ def check_interpolation_arguments(n_points, start_time, n_timesteps: int) -> tup
     n_points = positive_int("n_points", n_points, allow_none=False)
     if n_points < 2:
         raise ValueError(f"`n_points` must be at least 2, got {n_points}.")
+    return n_points, check_start_time(start_time, n_timesteps)
+
+
+def check_start_time(start_time, n_timesteps: int) -> int:
+    """A valid ``start_time``: an integer in ``[1, T - 1]``."""
     if isinstance(start_time, bool) or not isinstance(start_time, Integral):
         raise TypeError(f"`start_time` must be an integer, got {start_time!r}.")
     if not 0 < start_time < n_timesteps:
         raise ValueError(f"`start_time` must be in [1, {n_timesteps - 1}], got {start_time}.")
-    return n_points, int(start_time)
+    return int(start_time)
 
 
 def parse_interpolation(

@@ -16,9 +16,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._constants import LATENT_OBSM_KEY, NORMALIZED_TARGET_SUM, PARAMS_UNS_KEY
-from ..diffusion import ClassifierFreeGuidance, ClassifierGuidance, run_sampler
+from ..diffusion import ClassifierFreeGuidance, ClassifierGuidance, ddim_invert, run_sampler
 from ..module._count_sampling import sample_counts, to_csr
-from ._generation_plan import GenerationPlan
+from ._generation_plan import GenerationPlan, GuidanceTerm
 from ._streaming import write_h5ad_in_batches
 
 Batch = tuple[np.ndarray, np.ndarray | sparse.csr_matrix]
@@ -37,24 +37,47 @@ def seeded(seed: int | None, device: torch.device):
         yield
 
 
+def _denoiser_epsilon(module, terms: list[GuidanceTerm], rows: slice, device):
+    """The denoiser's noise prediction, guided classifier-free by ``terms`` if any."""
+    denoiser = module.diffusion.denoiser
+    if not terms:
+        return denoiser
+    return ClassifierFreeGuidance(
+        denoiser,
+        denoiser.null_labels,
+        [torch.as_tensor(term.weights[rows], device=device) for term in terms],
+        [term.scale for term in terms],
+    )
+
+
 def _guided_epsilon(module, plan: GenerationPlan, classifiers, rows: slice, device):
     """The noise prediction and the classifier guidance of one batch of cells."""
-    diffusion = module.diffusion
     guidance = ClassifierGuidance(
         classifiers,
         [torch.as_tensor(term.weights[rows], device=device) for term in plan.classifier_terms],
         [term.scale for term in plan.classifier_terms],
         module.guidance.horizon,
     )
-    epsilon_fn = diffusion.denoiser
-    if plan.denoiser_terms:
-        epsilon_fn = ClassifierFreeGuidance(
-            diffusion.denoiser,
-            diffusion.denoiser.null_labels,
-            [torch.as_tensor(term.weights[rows], device=device) for term in plan.denoiser_terms],
-            [term.scale for term in plan.denoiser_terms],
-        )
-    return epsilon_fn, guidance
+    return _denoiser_epsilon(module, plan.denoiser_terms, rows, device), guidance
+
+
+def _start(module, plan: GenerationPlan, rows: slice, device, callback) -> torch.Tensor:
+    """The latents one batch starts from at ``plan.timesteps[0]``: noise, noised start
+    latents (interpolation) or start latents inverted under their own conditions
+    (counterfactuals)."""
+    n_cells = rows.stop - rows.start
+    if plan.start_latents is None:
+        return torch.randn(n_cells, module.n_latent, device=device)
+    if plan.inversion_terms is None:
+        t0 = torch.full((n_cells,), plan.timesteps[0], device=device, dtype=torch.long)
+        return module.schedule.q_sample(plan.start_latents[rows], t0)
+    return ddim_invert(
+        _denoiser_epsilon(module, plan.inversion_terms, rows, device),
+        module.schedule,
+        plan.start_latents[rows],
+        plan.timesteps[::-1],
+        callback=callback,
+    )
 
 
 def sample_plan(
@@ -73,10 +96,11 @@ def sample_plan(
         classifier.eval()
     n_cells, batch_size = plan.n_cells, plan.settings.batch_size
     n_batches = math.ceil(n_cells / batch_size)
+    passes = 1 if plan.inversion_terms is None else 2
     with (
         seeded(plan.settings.seed, device),
         tqdm(
-            total=n_batches * len(plan.timesteps),
+            total=n_batches * len(plan.timesteps) * passes,
             desc="Generating",
             unit="step",
             disable=not progress_bar,
@@ -86,13 +110,7 @@ def sample_plan(
         for start in range(0, n_cells, batch_size):
             stop = min(start + batch_size, n_cells)
             rows = slice(start, stop)
-            if plan.start_latents is None:
-                x = torch.randn(stop - start, module.n_latent, device=device)
-            else:
-                t0 = torch.full(
-                    (stop - start,), plan.timesteps[0], device=device, dtype=torch.long
-                )
-                x = module.schedule.q_sample(plan.start_latents[rows], t0)
+            x = _start(module, plan, rows, device, callback=lambda: bar.update(1))
             epsilon_fn, guidance = _guided_epsilon(module, plan, classifiers, rows, device)
             x = run_sampler(
                 plan.settings.sampler,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ from .._constants import (
     LATENT_PLAN_DEFAULTS,
     condition_registry_key,
 )
+from .._scvi_internals import forget_transferred_registration
 from .._validation import row_sums
 from ..module import ConditionClassifiersModule
 from ..train._latent_data import latent_step_budget, register_latents, steps_per_pass
@@ -49,17 +51,44 @@ class TrainingCellsMixin:
         return int(min(4096, max(128, ENCODING_VALUES_PER_BATCH // self.adata.n_vars)))
 
     def _standardized_latents(
-        self, indices: np.ndarray | None = None, standardize_anew: bool = False
+        self,
+        indices: np.ndarray | None = None,
+        standardize_anew: bool = False,
+        adata=None,
     ) -> torch.Tensor:
-        """Encode cells (all training cells by default) and standardise their latents as the
-        diffusion stage sees them; ``standardize_anew`` first fits the standardisation."""
+        """Encode cells (all training cells by default, or those of ``adata``) and standardise
+        their latents as the diffusion stage sees them; ``standardize_anew`` first fits the
+        standardisation."""
         latents = torch.as_tensor(
-            self.get_latent_representation(indices=indices, batch_size=self._encoding_batch_size)
+            self.get_latent_representation(
+                adata=adata, indices=indices, batch_size=self._encoding_batch_size
+            )
         )
         diffusion = self.module.diffusion
         if standardize_anew:
             diffusion.set_standardization(latents.to(diffusion.latent_loc))
         return diffusion.standardize(latents.to(self.device))
+
+    def _standardized_source_latents(self, adata) -> torch.Tensor:
+        """Standardised latents of cells in another AnnData (``generate(source=...)``).
+
+        The setup is transferred to it as scvi-tools does for new data, without its "attempting
+        to transfer" message or its warning about categories with few cells, and the
+        registration is dropped afterwards, so that repeated calls keep no reference to their
+        cells.
+        """
+        scvi_logger = logging.getLogger("scvi")
+        level = scvi_logger.level
+        scvi_logger.setLevel(max(scvi_logger.getEffectiveLevel(), logging.WARNING))
+        try:
+            with warnings.catch_warnings():
+                # a warning meant for training data: a few source cells are no problem
+                warnings.filterwarnings("ignore", message=".*has fewer than 3 cells")
+                latents = self._standardized_latents(adata=adata)
+        finally:
+            scvi_logger.setLevel(level)
+        forget_transferred_registration(self, adata)
+        return latents
 
     def _training_conditions(self, keys: Sequence[str]) -> pd.DataFrame:
         """Registered conditions of the training cells, with the training categories."""
