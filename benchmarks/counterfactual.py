@@ -52,6 +52,9 @@ MODES = ("classifier_free", "classifier")
 START_TIMES = (100, 200, 400, 600, 800)
 SCALES = (None, 1.0)
 """Guidance scales of the counterfactuals: the mode's default, and 1."""
+COUNTS = {"coupled": True, "drawn": False}
+"""Counts of the counterfactuals: the source cells' moved by the predicted change (the
+default), or drawn afresh from the decoder."""
 
 
 def two_factor_data():
@@ -79,14 +82,20 @@ def mean_log_expression(adata) -> np.ndarray:
 def scores(cells, train, truth, source, cell_truth, program, expected=None) -> dict:
     """Every score of one set of counterfactuals (one per source cell, in order).
 
-    ``expected``: the same cells as expected expression (``output="normalized"``), on which
-    each cell is compared with its own source and truth, so a Poisson draw's noise does not
-    hide which cell it came from.
+    Each cell is compared with its own source and truth on its counts, and, with
+    ``expected`` (the same cells as expected expression, ``output="normalized"``), on that
+    too (``expected_*``), where a Poisson draw's noise does not hide which cell it came from.
     """
     row = counterfactual_scores(source, cells, truth, cell_truth=cell_truth).to_dict()
     if expected is not None:
         per_cell = counterfactual_scores(source, expected, truth, cell_truth=cell_truth)
-        row.update({k: v for k, v in per_cell.items() if "correlation" in k or "retrieval" in k})
+        row.update(
+            {
+                f"expected_{k}": v
+                for k, v in per_cell.items()
+                if "correlation" in k or "retrieval" in k
+            }
+        )
     change = mean_log_expression(cells) - mean_log_expression(source)
     true_change = mean_log_expression(truth) - mean_log_expression(source)
     row["program_lfc"] = float(change[program].mean())
@@ -102,13 +111,13 @@ def scores(cells, train, truth, source, cell_truth, program, expected=None) -> d
     return row
 
 
-def noised_counterfactuals(model, source, start_time: int, seed: int) -> ad.AnnData:
+def noised_counterfactuals(model, source, start_time: int, seed: int, output: str):
     """The ablation: the same plan, its start latents noised with fresh noise, not inverted."""
     from scvi_diffusion.model._generation_plan import check_sampling_arguments
     from scvi_diffusion.model._pipeline import assemble
 
     settings = check_sampling_arguments(
-        None, None, "counts", 2048, seed, model.module.autoencoder_kind, 1000
+        None, None, output, 2048, seed, model.module.autoencoder_kind, 1000
     )
     plan = model._plan_counterfactual(
         settings, source, {"cell_type": None, "tissue": HELD_OUT["tissue"]}, None, start_time, None
@@ -170,48 +179,56 @@ def run(seeds, modes, start_times, quick: bool) -> list[dict]:
             base = {"seed": seed, "guidance": mode, "train_seconds": seconds}
             for start_time in start_times:
                 for scale in SCALES:
-                    cells, expected = (
-                        model.generate(
-                            source=source,
-                            tissue=HELD_OUT["tissue"],
-                            start_time=start_time,
-                            guidance_scale=scale,
-                            output=output,
-                            seed=seed,
-                            progress_bar=False,
+                    generate = {
+                        "source": source,
+                        "tissue": HELD_OUT["tissue"],
+                        "start_time": start_time,
+                        "guidance_scale": scale,
+                        "seed": seed,
+                        "progress_bar": False,
+                    }
+                    expected = model.generate(output="normalized", **generate)
+                    for counts, keep in COUNTS.items():
+                        cells = model.generate(keep_source_counts=keep, **generate)
+                        record(
+                            {
+                                **base,
+                                "method": "counterfactual",
+                                "counts": counts,
+                                "start_time": start_time,
+                                "scale": cells.uns["scdiffusion"]["guidance_scale"]["tissue"],
+                                **scores(cells, *common, expected=expected),
+                            }
                         )
-                        for output in ("counts", "normalized")
-                    )
-                    record(
-                        {
-                            **base,
-                            "method": "counterfactual",
-                            "start_time": start_time,
-                            "scale": cells.uns["scdiffusion"]["guidance_scale"]["tissue"],
-                            **scores(cells, *common, expected=expected),
-                        }
-                    )
-                cells = noised_counterfactuals(model, source, start_time, seed)
+                cells, expected = (
+                    noised_counterfactuals(model, source, start_time, seed, output)
+                    for output in ("counts", "normalized")
+                )
                 record(
                     {
                         **base,
                         "method": "noised start",
+                        "counts": "coupled",
                         "start_time": start_time,
                         "scale": cells.uns["scdiffusion"]["guidance_scale"]["tissue"],
-                        **scores(cells, *common),
+                        **scores(cells, *common, expected=expected),
                     }
                 )
-            unchanged, expected = (
-                model.generate(source=source, seed=seed, output=output, progress_bar=False)
-                for output in ("counts", "normalized")
+            expected = model.generate(
+                source=source, seed=seed, output="normalized", progress_bar=False
             )
-            record(
-                {
-                    **base,
-                    "method": "regenerated, no change",
-                    **scores(unchanged, *common, expected=expected),
-                }
-            )
+            for counts, keep in COUNTS.items():
+                unchanged = model.generate(
+                    source=source, seed=seed, keep_source_counts=keep, progress_bar=False
+                )
+                record(
+                    {
+                        **base,
+                        "method": "regenerated, no change",
+                        "counts": counts,
+                        **scores(unchanged, *common, expected=expected),
+                    }
+                )
             for method, shift in (("latent arithmetic", True), ("autoencoder, no change", False)):
                 cells, expected = latent_arithmetic(model, train, source, seed, shift)
                 record({**base, "method": method, **scores(cells, *common, expected=expected)})
@@ -248,6 +265,9 @@ COLUMNS = [
     "own_truth_correlation",
     "other_truth_correlation",
     "truth_retrieval",
+    "expected_own_truth_correlation",
+    "expected_other_truth_correlation",
+    "expected_truth_retrieval",
 ]
 
 
@@ -257,12 +277,14 @@ def summarize(runs: pd.DataFrame) -> str:
         guidance=runs["guidance"].fillna("-"),
         start_time=runs["start_time"].fillna(-1),
         scale=runs["scale"].fillna(-1),
+        counts=runs["counts"].fillna("-"),
     )
-    groups = runs.groupby(["guidance", "method", "start_time", "scale"], sort=False)
+    runs = runs.reindex(columns=[*runs.columns, *(c for c in COLUMNS if c not in runs)])
+    groups = runs.groupby(["guidance", "method", "counts", "start_time", "scale"], sort=False)
     mean, spread = groups[COLUMNS].mean(), groups[COLUMNS].std()
     n = groups.size()
-    header = "| guidance | method | start | scale | seeds | " + " | ".join(COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 5)]
+    header = "| guidance | method | counts | start | scale | seeds | " + " | ".join(COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 6)]
     for key in mean.index:
         cells = []
         for column in COLUMNS:
@@ -271,10 +293,12 @@ def summarize(runs: pd.DataFrame) -> str:
             if text and n[key] > 1 and not np.isnan(sd):
                 text += f" ± {sd:.3f}"
             cells.append(text)
-        start = "" if key[2] < 0 else str(int(key[2]))
-        scale = "" if key[3] < 0 else f"{key[3]:g}"
+        start = "" if key[3] < 0 else str(int(key[3]))
+        scale = "" if key[4] < 0 else f"{key[4]:g}"
         lines.append(
-            f"| {key[0]} | {key[1]} | {start} | {scale} | {n[key]} | " + " | ".join(cells) + " |"
+            f"| {key[0]} | {key[1]} | {key[2]} | {start} | {scale} | {n[key]} | "
+            + " | ".join(cells)
+            + " |"
         )
     real = runs[["cell_type_accuracy_real", "tissue_accuracy_real"]].iloc[0]
     true_lfc = runs["program_lfc_true"].iloc[0]

@@ -61,6 +61,7 @@ class GenerationMixin:
         interpolate: Mapping[str, tuple[str, str]] | None = None,
         n_points: int = 11,
         start_time: int | None = None,
+        keep_source_counts: bool = True,
         guidance_scale: float | Mapping[str, float] | None = None,
         sampler: Literal["dpmpp_2m", "ddim", "ddpm"] | None = None,
         n_steps: int | None = None,
@@ -110,11 +111,17 @@ class GenerationMixin:
         start_time
             Timestep (of ``T = 1000``) the real cells are taken to before they are denoised.
             Interpolation noises them to it (default 600). Counterfactuals invert them to it
-            (default 100 with classifier-free guidance, 200 with classifier guidance): lower
-            keeps more of each cell, higher gives the new conditions more room, until the
-            cell is forgotten. The defaults reach a perturbation of 50 genes about as
-            clearly as real cells show it (``docs/benchmarks.md``, "Counterfactuals"); a
-            larger change, such as another cell type, needs a higher one.
+            (default 200): lower keeps more of each cell's state, higher gives the new
+            conditions more room (and, past the right amount, exaggerates them). The default
+            reaches a perturbation of 50 genes held out of training about as clearly as real
+            cells show it (``docs/benchmarks.md``, "Counterfactuals"); a larger change, such
+            as another cell type, needs a higher one.
+        keep_source_counts
+            Counterfactuals with ``output="counts"``: each cell's counts are its source
+            cell's, moved by the change the model predicts (counts thinned where expression
+            falls, added where it rises), so genes that do not change keep their observed
+            counts and each cell its own noise. False draws the counts afresh from the
+            decoder, as for new cells.
         guidance_scale
             Guidance scale: one number for all conditions, or a dict per condition (unlisted
             ones keep the default). 0 disables guidance. Default: 1.5 with classifier-free
@@ -193,10 +200,11 @@ class GenerationMixin:
         progress_bar = check_bool("progress_bar", progress_bar)
         out = validate_out(out)
         roles = {"cell_type": cell_type, "tissue": tissue}
+        keep_source_counts = check_bool("keep_source_counts", keep_source_counts)
         if source is not None:
             check_counterfactual_arguments(n, interpolate, source)
             if start_time is None:
-                start_time = DEFAULT_COUNTERFACTUAL_START_TIME[self.guidance]
+                start_time = DEFAULT_COUNTERFACTUAL_START_TIME
             plan = self._plan_counterfactual(
                 settings,
                 source,
@@ -204,6 +212,7 @@ class GenerationMixin:
                 conditions,
                 check_start_time(start_time, n_timesteps),
                 guidance_scale,
+                keep_source_counts,
             )
         else:
             if start_time is None:
@@ -301,6 +310,7 @@ class GenerationMixin:
         conditions,
         start_time: int,
         guidance_scale,
+        keep_source_counts: bool = True,
     ) -> GenerationPlan:
         """Counterfactuals of the source cells: the requested conditions changed, every other
         registered condition, the batch and the library size kept from each cell, which is
@@ -351,6 +361,9 @@ class GenerationMixin:
             "kept": [*cells.kept.columns, *([] if batch_key is None else [batch_key])],
             "start_time": int(start_time),
             "start": "DDIM inversion under the source cells' own conditions",
+            "counts": "the source cells', moved by the predicted change"
+            if keep_source_counts
+            else "drawn from the decoder",
         }
         batch_index = (
             np.zeros(cells.n_cells, dtype=np.int64)
@@ -372,6 +385,7 @@ class GenerationMixin:
                 if k not in self._auxiliary_guidance
             },
             start_latents=start_latents,
+            source_counts=cells.counts if keep_source_counts else None,
             inversion_terms=inversion_terms,
         )
 

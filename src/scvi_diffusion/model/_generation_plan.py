@@ -17,6 +17,7 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 import torch
+from scipy import sparse
 
 from .._constants import (
     DEFAULT_SAMPLER,
@@ -118,6 +119,10 @@ class GenerationPlan:
     start_latents: torch.Tensor | None = None
     """Standardised latents of the real cells that interpolation or counterfactuals start
     from."""
+    source_counts: sparse.csr_matrix | None = None
+    """Counterfactuals: the source cells' counts, which the output counts are coupled to
+    (see :func:`~scvi_diffusion.module._count_sampling.coupled_counts`); None draws counts
+    afresh from the decoder."""
     inversion_terms: list[GuidanceTerm] | None = None
     """How start latents reach the first timestep: None noises them (interpolation); a list
     inverts them with DDIM under these guidance terms, the source cells' own conditions

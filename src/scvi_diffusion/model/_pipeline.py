@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .._constants import LATENT_OBSM_KEY, NORMALIZED_TARGET_SUM, PARAMS_UNS_KEY
 from ..diffusion import ClassifierFreeGuidance, ClassifierGuidance, ddim_invert, run_sampler
-from ..module._count_sampling import sample_counts, to_csr
+from ..module._count_sampling import coupled_counts, sample_counts, to_csr
 from ._generation_plan import GenerationPlan, GuidanceTerm
 from ._streaming import write_h5ad_in_batches
 
@@ -127,12 +127,15 @@ def sample_plan(
 def _decoded(module, plan: GenerationPlan, x: torch.Tensor, rows: slice, device) -> Batch:
     """Unstandardise and decode one batch of sampled latents into counts or expression."""
     z = module.diffusion.unstandardize(x)
-    counts, fractions = module.decode(
-        z,
-        torch.as_tensor(plan.library[rows], dtype=torch.float32, device=device),
-        torch.as_tensor(plan.batch_index[rows], device=device),
-    )
-    if plan.settings.output == "counts":
+    library = torch.as_tensor(plan.library[rows], dtype=torch.float32, device=device)
+    batch_index = torch.as_tensor(plan.batch_index[rows], device=device)
+    counts, fractions = module.decode(z, library, batch_index)
+    if plan.settings.output == "counts" and plan.source_counts is not None:
+        source = module.diffusion.unstandardize(plan.start_latents[rows])
+        _, source_fractions = module.decode(source, library, batch_index)
+        observed = torch.as_tensor(plan.source_counts[rows].toarray(), device=device)
+        block = to_csr(coupled_counts(observed, source_fractions, fractions, library))
+    elif plan.settings.output == "counts":
         block = to_csr(sample_counts(counts))
     else:
         block = (fractions * NORMALIZED_TARGET_SUM).cpu().numpy().astype(np.float32)

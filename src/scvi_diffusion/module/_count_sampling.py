@@ -51,3 +51,37 @@ def to_csr(values: torch.Tensor) -> sparse.csr_matrix:
         ),
         shape=tuple(values.shape),
     )
+
+
+def coupled_counts(
+    observed: torch.Tensor, before: torch.Tensor, after: torch.Tensor, library: torch.Tensor
+) -> torch.Tensor:
+    """Counts under new expected fractions that keep the noise of observed counts.
+
+    For a gene whose expected count falls from ``library * before`` to ``library * after``,
+    each observed count is kept with probability ``after / before`` (binomial thinning); for
+    one whose expected count rises, Poisson counts with the difference as mean are added. If
+    the observed counts are Poisson with mean ``library * before``, the result is Poisson with
+    mean ``library * after``: a draw of the new expression that shares the observed cell's
+    noise (the counterfactual of a structural causal model) instead of a fresh one, so genes
+    that do not change keep their observed counts.
+
+    Parameters
+    ----------
+    observed
+        Observed counts, ``(n_cells, n_genes)``.
+    before, after
+        Expected expression fractions (rows summing to 1) under the observed and the new
+        conditions.
+    library
+        Library size of every cell, ``(n_cells,)``.
+
+    Returns
+    -------
+    torch.Tensor
+        The counts under ``after``.
+    """
+    keep = (after / before.clamp_min(torch.finfo(before.dtype).tiny)).clamp(max=1.0)
+    kept = torch.binomial(observed, keep)
+    added = torch.poisson(library.unsqueeze(-1) * (after - before).clamp_min(0.0))
+    return kept + added
