@@ -106,6 +106,10 @@ def test_generate_with_conditions_and_separate_data(files, capsys):
     [
         (["train", "missing.h5ad", "--out", "m"], "No file at 'missing.h5ad'"),
         (["generate", "no_model", "--out", "x.h5ad"], "No saved model"),
+        (
+            ["generate", "no_model", "--out", "x.h5ad", "--start-time", "100"],
+            "--start-time applies to counterfactuals",
+        ),
         (["evaluate", "a.h5ad", "b.h5ad"], "No file at 'a.h5ad'"),
     ],
 )

@@ -11,6 +11,11 @@ import torch
 
 from scvi_diffusion.diffusion import LinearNoiseSchedule, ddim_invert, ddim_sample
 from scvi_diffusion.metrics import conditional_accuracy, counterfactual_scores
+from scvi_diffusion.model._counterfactual import (
+    SourceCells,
+    counterfactual_sampler,
+    inversion_terms,
+)
 from scvi_diffusion.module._count_sampling import coupled_counts
 
 from .conftest import UNSEEN
@@ -55,7 +60,7 @@ def test_one_counterfactual_per_source_cell_keeping_the_rest(tiny_model, source)
         "changed": ["tissue"],
         "kept": ["cell_type", "batch"],
         "start_time": 200,
-        "start": "DDIM inversion under the source cells' own conditions",
+        "start": "DDIM inversion with the unconditional denoiser",
         "counts": "the source cells', moved by the predicted change",
     }
     # the user's AnnData is untouched: no registration, no new columns
@@ -76,6 +81,7 @@ def test_counterfactuals_follow_generate_conventions(tiny_model, source, tmp_pat
         source=source, tissue="marrow", output="normalized", seed=0, **GEN
     )
     np.testing.assert_allclose(normalized.X.sum(axis=1), 1e4, rtol=1e-3)
+    assert "counts" not in normalized.uns["scdiffusion"]["counterfactual"]
     streamed = tiny_model.generate(
         source=source, tissue="marrow", seed=1, out=tmp_path / "cf.h5ad", **GEN
     )
@@ -232,6 +238,37 @@ def test_an_unregistered_column_is_changed_with_a_classifier_on_demand(tiny_mode
     assert cf.uns["scdiffusion"]["counterfactual"]["changed"] == ["phase"]
 
 
+def test_inversion_terms_follow_the_denoiser_order_with_unknown_cells_left_out():
+    """One term per denoiser condition, in order, even where a cell's own value is unknown
+    (its row is zero: that condition is left out for that cell only)."""
+    categories = {"cell_type": ["B", "T"], "tissue": ["blood", "gut"]}
+    own = pd.DataFrame({"cell_type": pd.Categorical(["T", None], categories=["B", "T"])})
+    kept = pd.DataFrame({"tissue": pd.Categorical(["gut", "blood"], categories=["blood", "gut"])})
+    cells = SourceCells(pd.Index(["a", "b"]), None, kept, own, None)
+    assignment = kept.assign(cell_type=pd.Categorical(["B", "B"], categories=["B", "T"]))
+    terms = inversion_terms(list(categories), cells, assignment)
+    assert [t.key for t in terms] == ["cell_type", "tissue"]
+    np.testing.assert_array_equal(terms[0].weights, [[0, 1], [0, 0]])
+    np.testing.assert_array_equal(terms[1].weights, [[0, 1], [1, 0]])
+    assert {t.scale for t in terms} == {1.0}
+
+
+def test_a_classifier_free_source_without_its_first_condition(two_factor_model):
+    """Cells without a cell type column, given one: classifier-free inversion leaves the cell
+    type out and keeps the tissue term on its own label."""
+    train = two_factor_model.adata
+    cells = train[:15].copy()
+    del cells.obs["cell_type"]
+    cf = two_factor_model.generate(source=cells, cell_type="CD19+ B", seed=0, progress_bar=False)
+    assert set(cf.obs["cell_type"]) == {"CD19+ B"}
+    assert list(cf.obs["tissue"]) == list(cells.obs["tissue"])
+
+
+def test_the_paper_setup_inverts_with_a_deterministic_sampler():
+    assert counterfactual_sampler("mlp") == "ddim"  # its default, the DDPM, adds fresh noise
+    assert counterfactual_sampler("scvi") is None
+
+
 def test_source_must_be_an_anndata(tiny_model):
     with pytest.raises(TypeError, match="AnnData of real cells"):
         tiny_model.generate(source=np.zeros((3, 3)), tissue="marrow")
@@ -251,6 +288,8 @@ def test_ddim_inversion_round_trips():
     schedule = LinearNoiseSchedule()
     eps = gaussian_eps(schedule, 1.5, 0.5)
     x0 = 1.5 + 0.5 * torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="ascending"):
+        ddim_invert(eps, schedule, x0, schedule.sampling_timesteps(10, start_time=600))
     errors = []
     for n_steps in (50, 200):
         steps = schedule.sampling_timesteps(n_steps, start_time=600)

@@ -140,6 +140,8 @@ def _generate(args: argparse.Namespace) -> int:
     from .model._scdiffusion import ScDiffusion
 
     adata = None if args.data is None else _read(args.data)
+    if args.source is None and args.start_time is not None:
+        raise ValueError("--start-time applies to counterfactuals: give --source as well.")
     source = None if args.source is None else _read(args.source)
     model = ScDiffusion.load(args.model, adata=adata, accelerator=args.accelerator)
     synthetic = model.generate(
@@ -149,6 +151,7 @@ def _generate(args: argparse.Namespace) -> int:
         conditions=_conditions(args.condition) or None,
         source=source,
         start_time=args.start_time,
+        keep_source_counts=args.keep_source_counts,
         guidance_scale=args.guidance_scale,
         sampler=args.sampler,
         n_steps=args.n_steps,
@@ -293,7 +296,16 @@ def _add_generate_command(commands) -> None:
     generate.add_argument(
         "--start-time",
         type=int,
-        help="How far the --source cells are taken up the diffusion (default: the model's).",
+        help="With --source: the timestep the source cells are inverted to, of 1000 "
+        "(default: 200). Lower keeps more of each cell, higher reaches the new conditions "
+        "more fully.",
+    )
+    generate.add_argument(
+        "--keep-source-counts",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="With --source: keep each cell's counts, moved by the predicted change "
+        "(default); --no-keep-source-counts draws them afresh.",
     )
     generate.add_argument(
         "--guidance-scale", type=float, help="Guidance scale (default: model's)."

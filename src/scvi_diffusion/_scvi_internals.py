@@ -6,8 +6,10 @@ only. Everything else imports scvi-tools' public API directly.
 
 from __future__ import annotations
 
+from anndata import AnnData
 from scvi.data._constants import _MODEL_NAME_KEY, _SCVI_UUID_KEY, _SETUP_ARGS_KEY
 from scvi.model._utils import get_max_epochs_heuristic, parse_device_args, use_distributed_sampler
+from scvi.model.base import BaseModelClass
 from scvi.model.base._constants import SAVE_KEYS
 from scvi.utils._docstrings import devices_dsp
 
@@ -17,7 +19,7 @@ SETUP_ARGS_KEY = _SETUP_ARGS_KEY
 """Registry key of the arguments ``setup_anndata`` was called with."""
 
 
-def forget_transferred_registration(model, adata) -> None:
+def forget_transferred_registration(model: BaseModelClass, adata: AnnData) -> None:
     """Drop the registration scvi-tools kept when it transferred ``model``'s setup to
     ``adata`` (for a method called with new data), so the model holds no reference to it.
 

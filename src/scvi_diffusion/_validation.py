@@ -25,7 +25,7 @@ def _values_of(matrix):
     return np.asarray(matrix)
 
 
-def validate_counts(adata: ad.AnnData, layer: str | None = None) -> None:
+def validate_counts(adata: ad.AnnData, layer: str | None = None, where: str | None = None) -> None:
     """Raise a ValueError unless the matrix holds finite, non-negative integer counts.
 
     Reads the matrix in chunks of cells, so backed AnnData are not loaded whole.
@@ -36,6 +36,10 @@ def validate_counts(adata: ad.AnnData, layer: str | None = None) -> None:
         The user's AnnData (left unchanged).
     layer
         Layer with the counts; None for ``adata.X``.
+    where
+        How the messages name the matrix (default ``adata.X`` or ``adata.layers[...]``); given,
+        the matrix is one the user did not register, such as ``generate``'s source cells, so
+        the messages do not suggest setup's ``layer=``.
     """
     if not isinstance(adata, ad.AnnData):
         raise TypeError(f"Expected an AnnData, got {type(adata).__name__}.")
@@ -51,7 +55,9 @@ def validate_counts(adata: ad.AnnData, layer: str | None = None) -> None:
             f"cell and {MIN_GENES} genes (the decoder models how counts spread over genes, so a "
             "single gene leaves it nothing to learn)."
         )
-    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    hint = "Put raw counts in a layer and pass `layer=`." if where is None else ""
+    if where is None:
+        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     if layer is not None and layer not in adata.layers:
         raise ValueError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}.")
     matrix = adata.X if layer is None else adata.layers[layer]
@@ -72,7 +78,7 @@ def validate_counts(adata: ad.AnnData, layer: str | None = None) -> None:
                     f"{where} contains non-integer values; ScDiffusion needs raw counts (not "
                     "normalised or log-transformed data): its autoencoder's likelihood, "
                     "Poisson by default (or the negative binomial), is a distribution over "
-                    "integer counts. Put raw counts in a layer and pass `layer=`."
+                    "integer counts." + (f" {hint}" if hint else "")
                 )
         if values.size and values.min() < 0:
             raise ValueError(f"{where} contains negative values; the model needs raw counts.")

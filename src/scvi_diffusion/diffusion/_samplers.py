@@ -12,6 +12,7 @@ one loop that drives any of them.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -271,6 +272,12 @@ def ddim_invert(
     torch.Tensor
         The latents at ``timesteps[-1]``.
     """
+    timesteps = list(timesteps)
+    if any(later <= earlier for earlier, later in itertools.pairwise(timesteps)):
+        raise ValueError(
+            "`timesteps` must be strictly ascending for an inversion (a sampler's timesteps "
+            "reversed), got " + (f"{timesteps[:5]}..." if len(timesteps) > 5 else f"{timesteps}.")
+        )
     x = x0
     previous = None
     for t in timesteps:

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import r2_score
 
+from .._validation import positive_int
 from ._markers import _log_expression, _through_origin_slope
 from ._space import _check_genes
 
@@ -32,7 +33,8 @@ def _pairing(counterfactual: np.ndarray, reference: np.ndarray) -> dict[str, flo
         rows = np.arange(start, min(start + CORRELATION_BLOCK, n))
         correlation = a[rows] @ b.T
         own[rows] = correlation[np.arange(len(rows)), rows]
-        others[rows] = (correlation.sum(axis=1) - own[rows]) / max(n - 1, 1)
+        # a single cell has no others to be compared with
+        others[rows] = (correlation.sum(axis=1) - own[rows]) / (n - 1) if n > 1 else np.nan
         matched[rows] = correlation.argmax(axis=1) == rows
     return {"own": float(own.mean()), "other": float(others.mean()), "retrieval": matched.mean()}
 
@@ -120,7 +122,7 @@ def counterfactual_scores(
                 f"Expected one true counterfactual per source cell ({source.n_obs}) in "
                 f"`cell_truth`, got {cell_truth.n_obs}."
             )
-    n_top_genes = min(int(n_top_genes), len(genes))
+    n_top_genes = min(positive_int("n_top_genes", n_top_genes, allow_none=False), len(genes))
     source_log, counterfactual_log, truth_log = (
         _log_expression(adata, genes, target_sum) for adata in (source, counterfactual, truth)
     )

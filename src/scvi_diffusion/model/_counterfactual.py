@@ -1,9 +1,11 @@
 """Counterfactuals of real cells: the source cells, checked, and what each keeps of them.
 
 ``generate(source=cells, conditions=...)`` changes the requested conditions of every source
-cell and keeps the rest: its other registered conditions, its batch and its library size. The
-functions here check the source cells and take those kept values from them without touching
-the user's AnnData; the model encodes them (``_generation_mixin.py``).
+cell and keeps the rest: its other registered conditions, its batch, its library size and,
+where the model predicts no change, its counts. The functions here check the source cells,
+take those kept values from them without touching the user's AnnData, and build the parts of
+a counterfactual plan that need no model; the model encodes the cells
+(``_training_cells_mixin.py``) and plans the rest (``_generation_mixin.py``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from .._constants import COUNTERFACTUAL_SAMPLER, DEFAULT_SAMPLER
 from .._validation import row_sums, validate_counts
 from ._conditions import ConditionSpace
+from ._generation_plan import GuidanceTerm
 from ._genes import check_genes
 
 
@@ -47,10 +51,20 @@ class SourceCells:
         """Number of source cells."""
         return len(self.names)
 
-    def registrable(self, layer: str | None, batch_key: str | None, conditions: pd.DataFrame):
+    @property
+    def batch_codes(self) -> np.ndarray:
+        """Batch code of every source cell (all 0 without a batch key)."""
+        if self.batch is None:
+            return np.zeros(self.n_cells, dtype=np.int64)
+        return np.asarray(self.batch.codes, dtype=np.int64)
+
+    def registrable(
+        self, layer: str | None, batch_key: str | None, conditions: pd.DataFrame
+    ) -> ad.AnnData:
         """A new AnnData of the source cells that a registration can be transferred to: their
         counts where setup read them, the batch and every registered condition (``conditions``,
-        one known value per cell)."""
+        one known value per cell: the encoder reads only the counts and the batch, but the
+        transfer needs a known category in every registered column)."""
         obs = conditions.copy()
         obs.index = self.names.astype(str)
         if batch_key is not None:
@@ -61,27 +75,34 @@ class SourceCells:
         return adata
 
 
+KEPT_HINTS = {
+    "condition": "Counterfactuals keep each cell's {key!r}; request a value for it in "
+    "`conditions` to change it instead.",
+    "batch": "Counterfactuals keep each cell's batch, and new batches are not supported: "
+    "relabel `source.obs[{key!r}]` with one of the training batches.",
+}
+
+
 def _known(
     values: pd.Series, categories: pd.Index, key: str, names: pd.Index, what: str
 ) -> pd.Categorical:
-    """Source cells' values of ``key`` as a categorical with the training categories; a
-    ValueError that names the cells and the valid values unless every one is known."""
+    """Source cells' values of ``key`` (a ``what``: condition or batch) as a categorical with
+    the training categories; a ValueError that names the cells and the valid values unless
+    every one is known."""
     labels = pd.Categorical(values.to_numpy(), categories=categories)
     unknown = pd.isna(labels)
     if unknown.any():
-        values = values[unknown]
-        shown = sorted({str(v) for v in values.unique()})[:5]
+        shown = sorted({str(v) for v in values[unknown].unique()})[:5]
         raise ValueError(
             f"{int(unknown.sum())} source cell(s) (e.g. {list(names[unknown][:3])}) have {what} "
             f"{key!r} values the model does not know: {shown}. Known values: "
-            f"{list(categories)}. Counterfactuals keep each cell's {key!r}; request a value for "
-            f"it in `conditions` to change it instead."
+            f"{list(categories)}. " + KEPT_HINTS[what].format(key=key)
         )
     return labels
 
 
 def source_cells(
-    source,
+    source: ad.AnnData,
     var_names: pd.Index,
     layer: str | None,
     space: ConditionSpace,
@@ -113,17 +134,22 @@ def source_cells(
             f"`source` has no layer {layer!r}, where the model was set up to read counts; "
             f"its layers: {list(source.layers)}."
         )
-    matrix = source.X if layer is None else source.layers[layer]
-    counts = sparse.csr_matrix(matrix, dtype=np.float32)
-    validate_counts(ad.AnnData(X=counts), None)
     names = pd.Index(source.obs_names)
+    matrix = source.X if layer is None else source.layers[layer]
+    where = "source.X" if layer is None else f"source.layers[{layer!r}]"
+    validate_counts(ad.AnnData(X=matrix, obs=pd.DataFrame(index=names.astype(str))), where=where)
+    counts = sparse.csr_matrix(matrix, dtype=np.float32)
 
     def column(key: str, what: str) -> pd.Series:
         if key not in source.obs:
+            advice = (
+                "request a value for it in `conditions`"
+                if what == "condition"
+                else "label every cell with one of the training batches"
+            )
             raise ValueError(
                 f"`source` has no obs column {key!r}: counterfactuals keep each cell's {what} "
-                f"{key!r}, so the source cells must carry it (or request a value for it in "
-                "`conditions`)."
+                f"{key!r}, so the source cells must carry it ({advice})."
             )
         return source.obs[key]
 
@@ -143,7 +169,7 @@ def source_cells(
     return SourceCells(names, counts, kept, own, batch)
 
 
-def check_counterfactual_arguments(n, interpolate, source) -> None:
+def check_counterfactual_arguments(n: int | None, interpolate, source: ad.AnnData) -> None:
     """``generate``'s arguments that do not go with ``source``, and the source's type."""
     if not isinstance(source, ad.AnnData):
         raise TypeError(f"`source` must be an AnnData of real cells, got {type(source).__name__}.")
@@ -161,12 +187,52 @@ def check_counterfactual_arguments(n, interpolate, source) -> None:
         )
 
 
-def inversion_weights(values: pd.Categorical) -> np.ndarray | None:
-    """One-hot rows of the source cells' own values of a condition, or None when some
-    source cell's value is not known (its inversion then ignores the condition)."""
-    codes = np.asarray(values.codes)
-    if (codes < 0).any():
-        return None
-    weights = np.zeros((len(codes), len(values.categories)), dtype=np.float32)
-    weights[np.arange(len(codes)), codes] = 1.0
-    return weights
+def counterfactual_sampler(autoencoder: str) -> str | None:
+    """The default sampler of counterfactuals: the model's, unless that is the ancestral DDPM
+    (None keeps the model's default)."""
+    return COUNTERFACTUAL_SAMPLER if DEFAULT_SAMPLER[autoencoder] == "ddpm" else None
+
+
+def inversion_terms(
+    keys: Sequence[str], cells: SourceCells, assignment: pd.DataFrame
+) -> list[GuidanceTerm]:
+    """Classifier-free guidance of the inversion, one term per denoiser condition (``keys``,
+    in the denoiser's order): the plain conditional model (scale 1) under each source cell's
+    own values. A changed condition takes the cell's value from the source (``cells.own``)
+    and a kept one from ``assignment``; a cell whose own value the model does not know gets
+    a zero row, which leaves that condition out for that cell only."""
+    terms = []
+    for key in keys:
+        own = cells.own[key] if key in cells.own.columns else assignment[key]
+        codes = np.asarray(own.cat.codes)
+        weights = np.zeros((len(codes), len(own.cat.categories)), dtype=np.float32)
+        known = np.flatnonzero(codes >= 0)
+        weights[known, codes[known]] = 1.0
+        terms.append(GuidanceTerm(key, weights, 1.0))
+    return terms
+
+
+def counterfactual_record(
+    changed: Sequence[str],
+    cells: SourceCells,
+    batch_key: str | None,
+    start_time: int,
+    guidance: str,
+    source_counts_kept: bool | None,
+) -> dict:
+    """What ``uns['scdiffusion']['counterfactual']`` records of the counterfactuals."""
+    record = {
+        "changed": list(changed),
+        "kept": [*cells.kept.columns, *([] if batch_key is None else [batch_key])],
+        "start_time": int(start_time),
+        "start": "DDIM inversion under the source cells' own conditions"
+        if guidance == "classifier_free"
+        else "DDIM inversion with the unconditional denoiser",
+    }
+    if source_counts_kept is not None:
+        record["counts"] = (
+            "the source cells', moved by the predicted change"
+            if source_counts_kept
+            else "drawn from the decoder"
+        )
+    return record

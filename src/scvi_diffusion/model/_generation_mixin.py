@@ -22,7 +22,13 @@ from .._constants import (
 from .._validation import check_bool
 from ..diffusion import SAMPLER_SPACING
 from ._conditions import ConditionSpace, draw_reference_cells, parse_requests
-from ._counterfactual import check_counterfactual_arguments, inversion_weights, source_cells
+from ._counterfactual import (
+    check_counterfactual_arguments,
+    counterfactual_record,
+    counterfactual_sampler,
+    inversion_terms,
+    source_cells,
+)
 from ._generation_plan import (
     GenerationPlan,
     GuidanceTerm,
@@ -76,7 +82,9 @@ class GenerationMixin:
         Conditions not requested are drawn, cell by cell, from training cells that share the
         requested ones (so ``generate(n)`` follows the training composition), and every
         registered condition guides the sampler. Each generated cell takes its library size
-        (and batch) from such a training cell, so counts come at the observed depth.
+        (and batch) from such a training cell, so counts come at the observed depth. With
+        ``source``, the cells are counterfactuals of given real cells instead: each keeps
+        everything of its source cell that was not requested.
 
         Parameters
         ----------
@@ -96,11 +104,12 @@ class GenerationMixin:
         source
             Counterfactuals: an AnnData of real cells with the training genes (training cells
             or new ones, registered or not; it is not changed). Each cell is encoded, taken
-            to ``start_time`` by DDIM inversion under its own conditions, and denoised under
-            the requested ones: one output cell per source cell, in order, with
+            to ``start_time`` by DDIM inversion (under its own conditions with classifier-free
+            guidance; with the unconditional denoiser with classifier guidance), and denoised
+            under the requested conditions: one output cell per source cell, in order, with
             ``obs['source_cell']`` naming it. Registered conditions not requested, the batch
             and the library size are kept from the source cell, so its obs needs those
-            columns, with values the model knows.
+            columns, with values the model knows; see also ``keep_source_counts``.
         interpolate
             ``{condition: (source, target)}``: Gradient Interpolation. Real training cells of
             ``source`` are encoded, noised to ``start_time`` and denoised with guidance weight
@@ -117,11 +126,11 @@ class GenerationMixin:
             cells show it (``docs/benchmarks.md``, "Counterfactuals"); a larger change, such
             as another cell type, needs a higher one.
         keep_source_counts
-            Counterfactuals with ``output="counts"``: each cell's counts are its source
-            cell's, moved by the change the model predicts (counts thinned where expression
-            falls, added where it rises), so genes that do not change keep their observed
-            counts and each cell its own noise. False draws the counts afresh from the
-            decoder, as for new cells.
+            Counterfactuals with ``output="counts"`` (ignored otherwise): each cell's counts
+            are its source cell's, moved by the change the model predicts (counts thinned
+            where expression falls, added where it rises), so genes that do not change keep
+            their observed counts and each cell its own noise. False draws the counts afresh
+            from the decoder, as for new cells.
         guidance_scale
             Guidance scale: one number for all conditions, or a dict per condition (unlisted
             ones keep the default). 0 disables guidance. Default: 1.5 with classifier-free
@@ -131,13 +140,16 @@ class GenerationMixin:
             ``"dpmpp_2m"`` (DPM-Solver++(2M): deterministic, second order, timesteps evenly
             spaced in log-SNR), ``"ddim"`` (deterministic, first order) or ``"ddpm"``
             (ancestral; with ``n_steps=1000`` the paper's sampler). Default: ``"dpmpp_2m"``,
-            or ``"ddpm"`` with ``autoencoder="mlp"``.
+            or ``"ddpm"`` with ``autoencoder="mlp"``, where counterfactuals use ``"ddim"``:
+            the ancestral sampler's fresh noise at every step would undo their inversion.
         n_steps
             Number of sampler steps (at most ``T``). Default: 20 for ``"dpmpp_2m"`` (as
             faithful as the 1000-step DDPM on held-out cells, about 30 times faster; see
             ``docs/scaling.md``), 50 for ``"ddim"``, ``T`` for ``"ddpm"``.
         output
-            ``"counts"``: counts drawn from the decoder's likelihood (sparse).
+            ``"counts"``: counts drawn from the decoder's likelihood (sparse); for
+            counterfactuals, by default, the source cells' counts moved by the predicted
+            change (``keep_source_counts``).
             ``"normalized"``: expected expression normalised to 10,000 counts per cell (dense,
             not log-transformed).
         batch_size
@@ -156,7 +168,8 @@ class GenerationMixin:
         anndata.AnnData
             Integer counts (sparse CSR) with the training ``var_names``; ``obs`` with one
             categorical column per registered condition (the generated categories, in the
-            training order) and the batch; the generated latents in ``obsm['X_latent']``;
+            training order) and the batch (for counterfactuals also ``source_cell``, the
+            source cell's name); the generated latents in ``obsm['X_latent']``;
             the generation parameters in ``uns['scdiffusion']``. With ``out``, the AnnData
             is backed by the file (``X`` stays on disk; load it with ``.to_memory()``).
 
@@ -194,6 +207,8 @@ class GenerationMixin:
         """
         self._check_trained()
         n_timesteps = self.module.schedule.n_timesteps
+        if source is not None and sampler is None:
+            sampler = counterfactual_sampler(self.module.autoencoder_kind)
         settings = check_sampling_arguments(
             sampler, n_steps, output, batch_size, seed, self.module.autoencoder_kind, n_timesteps
         )
@@ -312,16 +327,18 @@ class GenerationMixin:
         guidance_scale,
         keep_source_counts: bool = True,
     ) -> GenerationPlan:
-        """Counterfactuals of the source cells: the requested conditions changed, every other
-        registered condition, the batch and the library size kept from each cell, which is
-        encoded and inverted under its own conditions before it is denoised under the new."""
+        """Counterfactuals of the source cells: the requested conditions changed; every other
+        registered condition, the batch, the library size and (with counts output and
+        ``keep_source_counts``) the counts kept from each cell, which is encoded and inverted
+        before it is denoised under the new conditions."""
         space = self._condition_space()
         requested = parse_requests(space, source.n_obs, roles, conditions, per_source_cell=True)
         batch_key = self._setup_args.get("batch_key")
+        layer = self._setup_args.get("layer")
         cells = source_cells(
             source,
             self.adata.var_names,
-            self._setup_args.get("layer"),
+            layer,
             space,
             list(requested.columns),
             batch_key,
@@ -333,7 +350,7 @@ class GenerationMixin:
             {k: (requested if k in requested.columns else cells.kept)[k] for k in keys}
         )
         start_latents = self._standardized_source_latents(
-            cells.registrable(self._setup_args.get("layer"), batch_key, assignment)
+            cells.registrable(layer, batch_key, assignment[registered])
         )
         weights = target_weights(assignment, keys, space, None)
         scales = guidance_scales(
@@ -341,34 +358,21 @@ class GenerationMixin:
         )
         free = registered if self.guidance == "classifier_free" else []
         terms = [GuidanceTerm(k, weights[k], scales[k]) for k in keys]
-        # the plain conditional model under each cell's own conditions (scale 1), so inversion
-        # and denoising under unchanged conditions return the cell
-        inversion_terms = []
-        for key in free:
-            own = cells.own[key].array if key in requested.columns else assignment[key].array
-            own_weights = inversion_weights(own)
-            if own_weights is not None:
-                inversion_terms.append(GuidanceTerm(key, own_weights, 1.0))
         obs = output_obs(assignment, cells.batch, batch_key, None, space)
         obs[SOURCE_CELL_KEY] = cells.names.astype(str).to_numpy()
         timesteps = self.module.schedule.sampling_timesteps(
             settings.n_steps, start_time=start_time, spacing=SAMPLER_SPACING[settings.sampler]
         )
+        couple = keep_source_counts and settings.output == "counts"
         params = self._generation_params(settings, len(timesteps), scales, None)
         params["library_size"] = "kept from the source cells"
-        params["counterfactual"] = {
-            "changed": list(requested.columns),
-            "kept": [*cells.kept.columns, *([] if batch_key is None else [batch_key])],
-            "start_time": int(start_time),
-            "start": "DDIM inversion under the source cells' own conditions",
-            "counts": "the source cells', moved by the predicted change"
-            if keep_source_counts
-            else "drawn from the decoder",
-        }
-        batch_index = (
-            np.zeros(cells.n_cells, dtype=np.int64)
-            if cells.batch is None
-            else np.asarray(cells.batch.codes, dtype=np.int64)
+        params["counterfactual"] = counterfactual_record(
+            requested.columns,
+            cells,
+            batch_key,
+            start_time,
+            self.guidance,
+            couple if settings.output == "counts" else None,
         )
         return GenerationPlan(
             settings=settings,
@@ -376,7 +380,7 @@ class GenerationMixin:
             params=params,
             timesteps=timesteps,
             library=cells.library,
-            batch_index=batch_index,
+            batch_index=cells.batch_codes,
             denoiser_terms=[t for t in terms if t.key in free],
             classifier_terms=[t for t in terms if t.key not in free],
             classifiers_to_train={
@@ -385,8 +389,9 @@ class GenerationMixin:
                 if k not in self._auxiliary_guidance
             },
             start_latents=start_latents,
-            source_counts=cells.counts if keep_source_counts else None,
-            inversion_terms=inversion_terms,
+            source_counts=cells.counts if couple else None,
+            # classifier guidance has an unconditional denoiser: no terms, a plain inversion
+            inversion_terms=inversion_terms(free, cells, assignment),
         )
 
     def _condition_space(self) -> ConditionSpace:

@@ -110,9 +110,10 @@ class GenerationPlan:
     """What ``uns['scdiffusion']`` records of the generation."""
     timesteps: list[int]
     library: np.ndarray
-    """Library size of each cell, from its reference cell."""
+    """Library size of each cell, from its reference cell (counterfactuals: its source
+    cell)."""
     batch_index: np.ndarray
-    """Batch code of each cell, from its reference cell."""
+    """Batch code of each cell, from its reference cell (counterfactuals: its source cell)."""
     denoiser_terms: list[GuidanceTerm]
     classifier_terms: list[GuidanceTerm]
     classifiers_to_train: dict[str, pd.Index] = field(default_factory=dict)

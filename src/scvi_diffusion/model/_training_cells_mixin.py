@@ -6,6 +6,7 @@ import logging
 import warnings
 from collections.abc import Sequence
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
@@ -69,7 +70,7 @@ class TrainingCellsMixin:
             diffusion.set_standardization(latents.to(diffusion.latent_loc))
         return diffusion.standardize(latents.to(self.device))
 
-    def _standardized_source_latents(self, adata) -> torch.Tensor:
+    def _standardized_source_latents(self, adata: ad.AnnData) -> torch.Tensor:
         """Standardised latents of cells in another AnnData (``generate(source=...)``).
 
         The setup is transferred to it as scvi-tools does for new data, without its "attempting
@@ -84,11 +85,10 @@ class TrainingCellsMixin:
             with warnings.catch_warnings():
                 # a warning meant for training data: a few source cells are no problem
                 warnings.filterwarnings("ignore", message=".*has fewer than 3 cells")
-                latents = self._standardized_latents(adata=adata)
+                return self._standardized_latents(adata=adata)
         finally:
             scvi_logger.setLevel(level)
-        forget_transferred_registration(self, adata)
-        return latents
+            forget_transferred_registration(self, adata)
 
     def _training_conditions(self, keys: Sequence[str]) -> pd.DataFrame:
         """Registered conditions of the training cells, with the training categories."""
