@@ -32,6 +32,7 @@ from ._counterfactual import (
 from ._generation_plan import (
     GenerationPlan,
     GuidanceTerm,
+    Interpolation,
     SamplingSettings,
     check_interpolation_arguments,
     check_sampling_arguments,
@@ -286,14 +287,7 @@ class GenerationMixin:
                 settings.n_steps, start_time=interpolation.start_time, spacing=spacing
             )
         assignment = complete_assignment(requested, training, ref_idx, keys, space)
-        weights = target_weights(assignment, keys, space, interpolation)
-        scales = guidance_scales(
-            guidance_scale, space, {k: self._default_guidance_scale(k) for k in keys}
-        )
-        # registered conditions guide through the denoiser (classifier-free) or their trained
-        # classifiers; unregistered ones always through a classifier trained on demand
-        free = registered if self.guidance == "classifier_free" else []
-        terms = [GuidanceTerm(k, weights[k], scales[k]) for k in keys]
+        scales, guidance = self._guidance(assignment, keys, space, interpolation, guidance_scale)
         return GenerationPlan(
             settings=settings,
             obs=output_obs(
@@ -307,15 +301,41 @@ class GenerationMixin:
             timesteps=timesteps,
             library=reference["_library"].to_numpy()[ref_idx],
             batch_index=reference["_batch"].to_numpy()[ref_idx],
-            denoiser_terms=[t for t in terms if t.key in free],
-            classifier_terms=[t for t in terms if t.key not in free],
-            classifiers_to_train={
-                k: space.extra[k]
-                for k in keys[len(registered) :]
-                if k not in self._auxiliary_guidance
-            },
             start_latents=start_latents,
+            **guidance,
         )
+
+    def _guidance(
+        self,
+        assignment: pd.DataFrame,
+        keys: list[str],
+        space: ConditionSpace,
+        interpolation: Interpolation | None,
+        guidance_scale,
+    ) -> tuple[dict[str, float], dict]:
+        """Every condition's guidance scale, and the plan's guidance terms: registered
+        conditions guide through the denoiser (classifier-free) or their trained classifiers;
+        unregistered ones always through a classifier, trained on demand if not yet."""
+        weights = target_weights(assignment, keys, space, interpolation)
+        scales = guidance_scales(
+            guidance_scale, space, {k: self._default_guidance_scale(k) for k in keys}
+        )
+        free = self._denoiser_conditions
+        terms = [GuidanceTerm(k, weights[k], scales[k]) for k in keys]
+        return scales, {
+            "denoiser_terms": [t for t in terms if t.key in free],
+            "classifier_terms": [t for t in terms if t.key not in free],
+            "classifiers_to_train": {
+                k: space.extra[k]
+                for k in keys
+                if k not in self.condition_keys and k not in self._auxiliary_guidance
+            },
+        }
+
+    @property
+    def _denoiser_conditions(self) -> list[str]:
+        """The conditions the denoiser itself takes (classifier-free guidance), in order."""
+        return self.condition_keys if self.guidance == "classifier_free" else []
 
     def _plan_counterfactual(
         self,
@@ -352,12 +372,7 @@ class GenerationMixin:
         start_latents = self._standardized_source_latents(
             cells.registrable(layer, batch_key, assignment[registered])
         )
-        weights = target_weights(assignment, keys, space, None)
-        scales = guidance_scales(
-            guidance_scale, space, {k: self._default_guidance_scale(k) for k in keys}
-        )
-        free = registered if self.guidance == "classifier_free" else []
-        terms = [GuidanceTerm(k, weights[k], scales[k]) for k in keys]
+        scales, guidance = self._guidance(assignment, keys, space, None, guidance_scale)
         obs = output_obs(assignment, cells.batch, batch_key, None, space)
         obs[SOURCE_CELL_KEY] = cells.names.astype(str).to_numpy()
         timesteps = self.module.schedule.sampling_timesteps(
@@ -381,17 +396,11 @@ class GenerationMixin:
             timesteps=timesteps,
             library=cells.library,
             batch_index=cells.batch_codes,
-            denoiser_terms=[t for t in terms if t.key in free],
-            classifier_terms=[t for t in terms if t.key not in free],
-            classifiers_to_train={
-                k: space.extra[k]
-                for k in keys[len(registered) :]
-                if k not in self._auxiliary_guidance
-            },
             start_latents=start_latents,
             source_counts=cells.counts if couple else None,
             # classifier guidance has an unconditional denoiser: no terms, a plain inversion
-            inversion_terms=inversion_terms(free, cells, assignment),
+            inversion_terms=inversion_terms(self._denoiser_conditions, cells, assignment),
+            **guidance,
         )
 
     def _condition_space(self) -> ConditionSpace:
