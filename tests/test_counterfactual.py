@@ -11,6 +11,7 @@ import torch
 
 from scvi_diffusion.diffusion import LinearNoiseSchedule, ddim_invert, ddim_sample
 from scvi_diffusion.metrics import conditional_accuracy, counterfactual_scores
+from scvi_diffusion.model._conditions import ConditionSpace
 from scvi_diffusion.model._counterfactual import (
     SourceCells,
     counterfactual_sampler,
@@ -246,7 +247,8 @@ def test_inversion_terms_follow_the_denoiser_order_with_unknown_cells_left_out()
     kept = pd.DataFrame({"tissue": pd.Categorical(["gut", "blood"], categories=["blood", "gut"])})
     cells = SourceCells(pd.Index(["a", "b"]), None, kept, own, None)
     assignment = kept.assign(cell_type=pd.Categorical(["B", "B"], categories=["B", "T"]))
-    terms = inversion_terms(list(categories), cells, assignment)
+    space = ConditionSpace({k: pd.Index(v) for k, v in categories.items()}, {}, {})
+    terms = inversion_terms(list(categories), cells, assignment, space)
     assert [t.key for t in terms] == ["cell_type", "tissue"]
     np.testing.assert_array_equal(terms[0].weights, [[0, 1], [0, 0]])
     np.testing.assert_array_equal(terms[1].weights, [[0, 1], [1, 0]])

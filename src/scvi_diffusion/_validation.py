@@ -55,9 +55,10 @@ def validate_counts(adata: ad.AnnData, layer: str | None = None, where: str | No
             f"cell and {MIN_GENES} genes (the decoder models how counts spread over genes, so a "
             "single gene leaves it nothing to learn)."
         )
-    hint = "Put raw counts in a layer and pass `layer=`." if where is None else ""
+    hint = ""
     if where is None:
         where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+        hint = " Put raw counts in a layer and pass `layer=`."
     if layer is not None and layer not in adata.layers:
         raise ValueError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}.")
     matrix = adata.X if layer is None else adata.layers[layer]
@@ -78,7 +79,7 @@ def validate_counts(adata: ad.AnnData, layer: str | None = None, where: str | No
                     f"{where} contains non-integer values; ScDiffusion needs raw counts (not "
                     "normalised or log-transformed data): its autoencoder's likelihood, "
                     "Poisson by default (or the negative binomial), is a distribution over "
-                    "integer counts." + (f" {hint}" if hint else "")
+                    "integer counts." + hint
                 )
         if values.size and values.min() < 0:
             raise ValueError(f"{where} contains negative values; the model needs raw counts.")

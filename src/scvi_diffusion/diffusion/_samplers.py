@@ -282,17 +282,13 @@ def ddim_invert(
     previous = None
     for t in timesteps:
         t_vec = _timestep_tensor(t, x.shape[0], x.device)
+        # clean data has no timestep: its noise is predicted at the first one
+        current = t_vec if previous is None else previous
+        with torch.no_grad():
+            eps = epsilon_fn(x, current)
+        x0 = x if previous is None else schedule.predict_x0(x, current, eps)
         signal_t, sigma_t = schedule.signal_noise(t_vec, x)
-        if previous is None:
-            # clean data has no timestep: predict the noise it would carry at the first one
-            with torch.no_grad():
-                eps = epsilon_fn(x, t_vec)
-            x = signal_t * x + sigma_t * eps
-        else:
-            signal_p, sigma_p = schedule.signal_noise(previous, x)
-            with torch.no_grad():
-                eps = epsilon_fn(x, previous)
-            x = signal_t * (x - sigma_p * eps) / signal_p + sigma_t * eps
+        x = signal_t * x0 + sigma_t * eps
         previous = t_vec
         if callback is not None:
             callback()

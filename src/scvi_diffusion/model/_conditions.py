@@ -150,6 +150,7 @@ def parse_requests(
             f"per cell, or None; got {type(conditions).__name__}."
         )
 
+    count = f"The {n} source cells do not" if per_source_cell else f"`n`={n} does not"
     lengths = {}
     for key, value in requested.items():
         if isinstance(value, (str, bytes)) or np.ndim(value) == 0:
@@ -157,12 +158,13 @@ def parse_requests(
         lengths[key] = len(value)
     if table_length is not None:
         if n is not None and n != table_length:
-            raise ValueError(
-                f"The {n} source cells do not match the {table_length} rows of the `conditions` "
-                "DataFrame; give one row per source cell."
+            advice = (
+                "give one row per source cell"
                 if per_source_cell
-                else f"`n`={n} does not match the {table_length} rows of the `conditions` "
-                "DataFrame; leave `n` out to generate one cell per row."
+                else "leave `n` out to generate one cell per row"
+            )
+            raise ValueError(
+                f"{count} match the {table_length} rows of the `conditions` DataFrame; {advice}."
             )
         n = table_length
     distinct = set(lengths.values())
@@ -171,10 +173,8 @@ def parse_requests(
     if distinct:
         (length,) = distinct
         if n is not None and n != length:
-            given = "The {n} source cells do not" if per_source_cell else "`n`={n} does not"
             raise ValueError(
-                f"{given.format(n=n)} match the {length} per-cell values given for "
-                f"{list(lengths)}."
+                f"{count} match the {length} per-cell values given for {list(lengths)}."
             )
         n = length
     n = DEFAULT_N_CELLS if n is None else n

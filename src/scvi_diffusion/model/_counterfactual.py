@@ -21,7 +21,7 @@ from scipy import sparse
 from .._constants import COUNTERFACTUAL_SAMPLER, DEFAULT_SAMPLER
 from .._validation import row_sums, validate_counts
 from ._conditions import ConditionSpace
-from ._generation_plan import GuidanceTerm
+from ._generation_plan import GuidanceTerm, target_weights
 from ._genes import check_genes
 
 
@@ -75,12 +75,12 @@ class SourceCells:
         return adata
 
 
-KEPT_HINTS = {
-    "condition": "Counterfactuals keep each cell's {key!r}; request a value for it in "
-    "`conditions` to change it instead.",
-    "batch": "Counterfactuals keep each cell's batch, and new batches are not supported: "
-    "relabel `source.obs[{key!r}]` with one of the training batches.",
+KEPT_ADVICE = {
+    "condition": "request a value for it in `conditions` to change it instead",
+    "batch": "new batches are not supported: label every cell with one of the training batches",
 }
+"""What to do about a kept condition or batch that a source cell lacks or the model does not
+know."""
 
 
 def _known(
@@ -96,7 +96,8 @@ def _known(
         raise ValueError(
             f"{int(unknown.sum())} source cell(s) (e.g. {list(names[unknown][:3])}) have {what} "
             f"{key!r} values the model does not know: {shown}. Known values: "
-            f"{list(categories)}. " + KEPT_HINTS[what].format(key=key)
+            f"{list(categories)}. Counterfactuals keep each cell's {what} {key!r}; "
+            f"{KEPT_ADVICE[what]}."
         )
     return labels
 
@@ -142,14 +143,9 @@ def source_cells(
 
     def column(key: str, what: str) -> pd.Series:
         if key not in source.obs:
-            advice = (
-                "request a value for it in `conditions`"
-                if what == "condition"
-                else "label every cell with one of the training batches"
-            )
             raise ValueError(
                 f"`source` has no obs column {key!r}: counterfactuals keep each cell's {what} "
-                f"{key!r}, so the source cells must carry it ({advice})."
+                f"{key!r}, so the source cells must carry it; {KEPT_ADVICE[what]}."
             )
         return source.obs[key]
 
@@ -194,22 +190,19 @@ def counterfactual_sampler(autoencoder: str) -> str | None:
 
 
 def inversion_terms(
-    keys: Sequence[str], cells: SourceCells, assignment: pd.DataFrame
+    keys: Sequence[str], cells: SourceCells, assignment: pd.DataFrame, space: ConditionSpace
 ) -> list[GuidanceTerm]:
     """Classifier-free guidance of the inversion, one term per denoiser condition (``keys``,
     in the denoiser's order): the plain conditional model (scale 1) under each source cell's
     own values. A changed condition takes the cell's value from the source (``cells.own``)
     and a kept one from ``assignment``; a cell whose own value the model does not know gets
     a zero row, which leaves that condition out for that cell only."""
-    terms = []
+    own = assignment[list(keys)].copy()
     for key in keys:
-        own = cells.own[key] if key in cells.own.columns else assignment[key]
-        codes = np.asarray(own.cat.codes)
-        weights = np.zeros((len(codes), len(own.cat.categories)), dtype=np.float32)
-        known = np.flatnonzero(codes >= 0)
-        weights[known, codes[known]] = 1.0
-        terms.append(GuidanceTerm(key, weights, 1.0))
-    return terms
+        if key in cells.own.columns:
+            own[key] = cells.own[key]
+    weights = target_weights(own, keys, space, None)
+    return [GuidanceTerm(key, weights[key], 1.0) for key in keys]
 
 
 def counterfactual_record(

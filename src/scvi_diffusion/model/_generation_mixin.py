@@ -399,7 +399,7 @@ class GenerationMixin:
             start_latents=start_latents,
             source_counts=cells.counts if couple else None,
             # classifier guidance has an unconditional denoiser: no terms, a plain inversion
-            inversion_terms=inversion_terms(self._denoiser_conditions, cells, assignment),
+            inversion_terms=inversion_terms(self._denoiser_conditions, cells, assignment, space),
             **guidance,
         )
 

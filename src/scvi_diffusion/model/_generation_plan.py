@@ -229,8 +229,9 @@ def target_weights(
     space: ConditionSpace,
     interpolation: Interpolation | None,
 ) -> dict[str, np.ndarray]:
-    """One ``(n_cells, n_categories)`` matrix per condition: one-hot on the cell's value, or
-    ``(1 - w, w)`` on source and target for the interpolated condition."""
+    """One ``(n_cells, n_categories)`` matrix per condition: one-hot on the cell's value (a
+    zero row for a missing one: no target for that cell), or ``(1 - w, w)`` on source and
+    target for the interpolated condition."""
     weights = {}
     for key in keys:
         categories = space.categories_of(key)
@@ -241,7 +242,8 @@ def target_weights(
             matrix[:, categories.get_loc(interpolation.source)] = 1.0 - w
             matrix[:, categories.get_loc(interpolation.target)] += w
         else:
-            matrix[np.arange(len(codes)), codes] = 1.0
+            known = np.flatnonzero(codes >= 0)
+            matrix[known, codes[known]] = 1.0
         weights[key] = matrix
     return weights
 
