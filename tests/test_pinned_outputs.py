@@ -6,14 +6,18 @@ a condition guided by a classifier trained on demand, Gradient Interpolation, st
 file) and the same saved model (every weight and every stored attribute).
 
 Everything runs on one torch thread, where training and sampling on CPU are bitwise
-reproducible on a given machine. To pin new outputs after an intended change of behaviour:
+reproducible on a given machine. Other processors round differently (an AMD EPYC gave latents
+within 5e-5 relative of the ones pinned on another machine, and weights that differ in their
+last bits), so counts, obs and parameters must be equal, and floats (latents, normalised
+expression, training curves and weight fingerprints) equal to 1e-4 relative: far below what
+any change of behaviour moves. To pin new outputs after an intended change of behaviour:
 ``python -m tests.test_pinned_outputs --write``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -69,11 +73,55 @@ def _without_unpinned(value):
     return value
 
 
-def _digest(tensor: torch.Tensor) -> np.ndarray:
-    """A weight as its dtype, shape and SHA-256 of its bytes: exact, and small to keep."""
-    data = tensor.detach().cpu().contiguous()
-    digest = hashlib.sha256(data.reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
-    return np.array(f"{data.dtype} {tuple(data.shape)} {digest}")
+# relative tolerance of floats; see the module's docstring
+FLOAT_RTOL = 1e-4
+N_PROJECTIONS = 4
+
+
+def _fingerprint(tensor: torch.Tensor) -> np.ndarray:
+    """A weight as its mean, root mean square and means against fixed random signs: small to
+    keep, the same to rounding on any processor, and moved by any real change of a weight."""
+    data = tensor.detach().cpu().double().reshape(-1).numpy()
+    signs = np.random.default_rng(data.size).choice([-1.0, 1.0], size=(N_PROJECTIONS, data.size))
+    # sums against random signs scaled by 1/sqrt(size): about the root mean square each, so a
+    # change of any weight moves them well past the tolerance
+    projections = (signs @ data) / np.sqrt(data.size)
+    return np.concatenate([[data.mean(), np.sqrt(np.mean(data**2))], projections])
+
+
+def _assert_same(actual: np.ndarray, pinned: np.ndarray, key: str) -> None:
+    """Equal, or for floats equal to :data:`FLOAT_RTOL` of the array's scale."""
+    assert actual.dtype == pinned.dtype and actual.shape == pinned.shape, key
+    if actual.dtype.kind != "f":
+        np.testing.assert_array_equal(actual, pinned, err_msg=key)
+        return
+    scale = float(np.sqrt(np.mean(pinned.astype(np.float64) ** 2))) if pinned.size else 0.0
+    if key.endswith("/weights"):
+        # a fingerprint: its second value is the weight's root mean square
+        scale = float(pinned[1])
+    np.testing.assert_allclose(
+        actual, pinned, rtol=FLOAT_RTOL, atol=FLOAT_RTOL * scale, err_msg=key
+    )
+
+
+def _same_json(actual, pinned) -> bool:
+    """JSON values equal, numbers to :data:`FLOAT_RTOL` (training curves differ in rounding
+    between processors), NaN equal to NaN."""
+    if isinstance(actual, dict) and isinstance(pinned, dict):
+        return actual.keys() == pinned.keys() and all(
+            _same_json(actual[k], pinned[k]) for k in actual
+        )
+    if isinstance(actual, list) and isinstance(pinned, list):
+        return len(actual) == len(pinned) and all(
+            _same_json(a, p) for a, p in zip(actual, pinned, strict=True)
+        )
+    if isinstance(actual, float) or isinstance(pinned, float):
+        if not isinstance(actual, int | float) or not isinstance(pinned, int | float):
+            return False
+        if math.isnan(actual) or math.isnan(pinned):
+            return math.isnan(actual) and math.isnan(pinned)
+        return math.isclose(actual, pinned, rel_tol=FLOAT_RTOL, abs_tol=1e-9)
+    return _json(actual) == _json(pinned)
 
 
 def _json(value) -> str:
@@ -123,7 +171,7 @@ def pinned_outputs() -> tuple[dict[str, np.ndarray], dict]:
                 attributes[guidance] = _plain_attributes(Path(folder))
                 state = torch.load(Path(folder) / "model.pt", weights_only=True)
             for key, tensor in state["model_state_dict"].items():
-                arrays[f"{guidance}/weights/{key}"] = _digest(tensor)
+                arrays[f"{guidance}/{key}/weights"] = _fingerprint(tensor)
     finally:
         torch.set_num_threads(threads)
     return arrays, attributes
@@ -135,15 +183,15 @@ def test_outputs_match_the_pinned_ones():
     with np.load(PINNED) as pinned:
         assert sorted(arrays) == sorted(pinned.files)
         for key in pinned.files:
-            np.testing.assert_array_equal(arrays[key], pinned[key], err_msg=key)
+            _assert_same(arrays[key], pinned[key], key)
     pinned_attributes = json.loads(PINNED_ATTRIBUTES.read_text())
     assert {g: sorted(v) for g, v in attributes.items()} == {
         g: sorted(v) for g, v in pinned_attributes.items()
     }
     for guidance, values in attributes.items():
         for name, value in values.items():
-            # compared as JSON text: NaN in a training curve equals the pinned NaN
-            assert _json(value) == _json(pinned_attributes[guidance].get(name)), name
+            same = _same_json(json.loads(_json(value)), pinned_attributes[guidance].get(name))
+            assert same, name
 
 
 if __name__ == "__main__" and "--write" in sys.argv:

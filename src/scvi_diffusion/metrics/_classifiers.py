@@ -82,8 +82,9 @@ def real_vs_synthetic_auc(
     >>> sc.pp.log1p(adata)
     >>> sc.pp.pca(adata, n_comps=30)
     >>> first, second = metrics.stratified_split(adata, "cell_type", test_size=0.5)
-    >>> round(metrics.real_vs_synthetic_auc(first.obsm["X_pca"], second.obsm["X_pca"]), 2)
-    0.45
+    >>> auc = metrics.real_vs_synthetic_auc(first.obsm["X_pca"], second.obsm["X_pca"])
+    >>> 0.4 < auc < 0.6  # indistinguishable: 0.45 or 0.46, by the processor's rounding
+    True
 
     Two cell types are told apart perfectly, by either classifier:
 
