@@ -200,6 +200,7 @@ def run(names, seeds, out: Path, pbmc3k_path: Path, skip=()) -> pd.DataFrame:
                     condition_key=CONDITION if conditional else None,
                     reference=reference,
                     random_state=seed,
+                    n_repeats=0,  # the figures only: seeds give the spread here
                 )
                 overall = frame.loc["all"]
                 record = {

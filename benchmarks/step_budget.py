@@ -67,7 +67,7 @@ def load(name: str) -> tuple[ad.AnnData, float]:
 def run(name: str, seed: int, settings: dict) -> list[dict]:
     adata, test_size = load(name)
     train, test, reference = split_with_reference(adata, seed, test_size=test_size)
-    floor = evaluate(test, reference, condition_key="cell_type", random_state=seed)
+    floor = evaluate(test, reference, condition_key="cell_type", random_state=seed, n_repeats=0)
     rows = [
         {"dataset": name, "seed": seed, "setting": "floor (real train vs test)"}
         | {m: floor.loc["all", m]["synthetic"] for m in METRICS}
@@ -119,7 +119,9 @@ def run(name: str, seed: int, settings: dict) -> list[dict]:
             synthetic = model.generate(
                 conditions=test.obs[["cell_type"]], seed=generation_seed, progress_bar=False
             )
-            frame = evaluate(test, synthetic, condition_key="cell_type", random_state=seed)
+            frame = evaluate(
+                test, synthetic, condition_key="cell_type", random_state=seed, n_repeats=0
+            )
             scores.append({m: frame.loc["all", m]["synthetic"] for m in METRICS})
         row = {
             "dataset": name,

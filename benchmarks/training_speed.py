@@ -13,7 +13,10 @@ at a time, on the bundled PBMC cells (700 cells x 765 genes):
   (fused Adam with the stage's learning rate, epsilon and weight decay), alternated; the stage
   is timed twice: its steps alone (first to last, by a callback) and the whole ``train()`` call;
 - ``shared-cpu``: the default ``train()`` alone and beside ``--competing`` busy Python
-  processes (each a ``while True: pass`` loop, which keeps one core busy), alternated.
+  processes (each a ``while True: pass`` loop, which keeps one core busy), alternated;
+- ``mid-stage``: the default ``train()`` alone and with ``--competing`` busy processes that
+  start ``--busy-after`` seconds into it (in the VAE stage) and run to its end, alternated: a
+  stage that must notice a load that came after it started.
 
 ``--src DIR`` imports ``scvi_diffusion`` from another source tree (for example a checkout of an
 earlier commit), to measure a before/after with the same script; ``--max-epochs`` caps every
@@ -28,6 +31,7 @@ import copy
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -43,8 +47,11 @@ def _parse() -> argparse.Namespace:
     parser.add_argument(
         "--parts",
         nargs="+",
-        default=["train", "throughput", "shared-cpu"],
-        choices=["train", "throughput", "shared-cpu"],
+        default=["train", "throughput", "shared-cpu", "mid-stage"],
+        choices=["train", "throughput", "shared-cpu", "mid-stage"],
+    )
+    parser.add_argument(
+        "--busy-after", type=float, default=5.0, help="Seconds into train() (mid-stage)."
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2000, help="Steps per throughput run.")
@@ -147,14 +154,16 @@ def part_throughput(repeats: int, n_steps: int) -> list[dict]:
     return rows
 
 
+def _spinners(n: int) -> list[subprocess.Popen]:
+    """Processes that each keep one core busy (`while True: pass`)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
 def part_shared_cpu(repeats: int, n_competing: int) -> list[dict]:
     rows = []
     for repeat in range(repeats):
         for competing in (0, n_competing):
-            busy = [
-                subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                for _ in range(competing)
-            ]
+            busy = _spinners(competing)
             try:
                 time.sleep(1.0 if busy else 0.0)
                 model, seconds = _scdiffusion(ARGS.max_epochs)
@@ -166,6 +175,30 @@ def part_shared_cpu(repeats: int, n_competing: int) -> list[dict]:
             run = f"beside {competing} busy process(es)" if competing else "alone"
             rows.append(
                 {"part": "shared-cpu", "run": run, "repeat": repeat, "s": seconds, **stages}
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def part_mid_stage(repeats: int, n_competing: int, after: float) -> list[dict]:
+    rows = []
+    for repeat in range(repeats):
+        for competing in (0, n_competing):
+            busy: list[subprocess.Popen] = []
+            timer = threading.Timer(after, lambda b=busy, n=competing: b.extend(_spinners(n)))
+            timer.start()
+            try:
+                model, seconds = _scdiffusion(ARGS.max_epochs)
+            finally:
+                timer.cancel()
+                timer.join()  # a spinner started as the training ended is killed too
+                for process in busy:
+                    process.kill()
+                    process.wait()
+            stages = {f"{k}_s": v for k, v in model.stage_seconds_.items()}
+            run = f"{competing} busy process(es) from {after:g} s in" if competing else "alone"
+            rows.append(
+                {"part": "mid-stage", "run": run, "repeat": repeat, "s": seconds, **stages}
             )
             print(rows[-1], flush=True)
     return rows
@@ -202,7 +235,17 @@ def report(table: pd.DataFrame) -> str:
             "train": [(runs[0], runs[-1])],
             "throughput": [(run, runs[-1]) for run in runs[:-1]],
             "shared-cpu": [(run, runs[0]) for run in runs[1:]],
+            "mid-stage": [(run, runs[0]) for run in runs[1:]],
         }[part]
+        if part in ("shared-cpu", "mid-stage"):
+            # each stage's slowdown too: the stage the load came into is the one to watch
+            for column in columns[1:]:
+                alone = frame[frame["run"] == runs[0]][column].median()
+                for run in runs[1:]:
+                    busy = frame[frame["run"] == run][column].median()
+                    lines.append(
+                        f"\n{column[:-2]} stage slowdown, {run} / alone: {busy / alone:.2f}"
+                    )
         for top, bottom in pairs:
             ratio = medians[top] / medians[bottom]
             lines.append(f"\nratio of medians, {top} / {bottom}: {ratio:.2f}")
@@ -224,6 +267,8 @@ def main():
         rows += part_throughput(ARGS.repeats, ARGS.steps)
     if "shared-cpu" in ARGS.parts:
         rows += part_shared_cpu(ARGS.repeats, ARGS.competing)
+    if "mid-stage" in ARGS.parts:
+        rows += part_mid_stage(ARGS.repeats, ARGS.competing, ARGS.busy_after)
     table = pd.DataFrame(rows)
     ARGS.out.mkdir(parents=True, exist_ok=True)
     suffix = f"_{ARGS.label}" if ARGS.label else ""

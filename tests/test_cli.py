@@ -1,12 +1,16 @@
 """The command line: train, generate and evaluate from files, --help, and clear errors."""
 
+import logging
+import subprocess
+import sys
+
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 
 import scvi_diffusion
-from scvi_diffusion._cli import build_parser, main
+from scvi_diffusion._cli import _plain_messages, build_parser, main
 
 COMMANDS = ("demo", "train", "generate", "evaluate")
 
@@ -168,3 +172,83 @@ def test_bad_values_are_reported(files, trained, capsys):
 
 def test_parser_lists_the_commands():
     assert set(COMMANDS) <= set(build_parser()._subparsers._group_actions[0].choices)
+
+
+def test_out_is_checked_before_training(files, trained, capsys, tmp_path):
+    before = sorted(p.name for p in trained.iterdir())
+    argv = ["train", str(files / "train.h5ad"), "--cell-type-key", "cell_type"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--out", str(trained)])
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert "already exists; add --overwrite to replace the model" in captured.err
+    assert "overwrite=True" not in captured.err
+    # it stopped before reading the data, let alone training
+    assert captured.out == ""
+    assert sorted(p.name for p in trained.iterdir()) == before
+    a_file = tmp_path / "model.txt"
+    a_file.write_text("")
+    with pytest.raises(SystemExit):
+        main([*argv, "--out", str(a_file)])
+    assert "is a file; give a folder" in capsys.readouterr().err
+
+
+def test_warnings_are_one_plain_line(files, capsys, tmp_path):
+    model = tmp_path / "two_conditions"
+    argv = ["train", str(files / "train.h5ad"), "--out", str(model), "--max-epochs", "1"]
+    assert main([*argv, "--cell-type-key", "cell_type", "--condition-key", "phase"]) == 0
+    capsys.readouterr()
+    # no training cell is a monocyte in G2M: a combination outside the training distribution
+    request = [
+        "generate",
+        str(model),
+        "-n",
+        "5",
+        "--n-steps",
+        "3",
+        "--out",
+        str(tmp_path / "x.h5ad"),
+    ]
+    assert main([*request, "--cell-type", "CD14+ Monocyte", "--condition", "phase=G2M"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    warned = [line for line in err if "outside the training distribution" in line]
+    assert len(warned) == 1
+    assert warned[0].startswith("scvi-diffusion: warning: No training cell has")
+    assert not [line for line in err if ".py:" in line or "model.generate(" in line]
+
+
+def test_log_records_are_one_plain_line(capsys):
+    with _plain_messages():
+        logging.getLogger("scvi.diffusion").warning("a message\n  over two lines")
+    assert capsys.readouterr().err == "scvi-diffusion: warning: a message over two lines\n"
+
+
+def test_help_and_argument_errors_import_nothing_heavy():
+    """`--help` and argument errors answer at once: without torch, scvi-tools or scanpy."""
+    script = (
+        "import sys\n"
+        "from scvi_diffusion._cli import main\n"
+        "for argv in (['--help'], ['train', '--help'], ['train', 'x.h5ad'], ['nope']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = [m for m in ('torch', 'scvi', 'scanpy', 'anndata') if m in sys.modules]\n"
+        "print('heavy:', heavy, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert "usage: scvi-diffusion" in result.stdout
+    assert "the following arguments are required: --out" in result.stderr
+    assert "heavy: []" in result.stderr
+
+
+def test_out_in_a_folder_that_cannot_be_written(files, capsys, monkeypatch, tmp_path):
+    # the tests may run as root, who may write anywhere: the check asks os.access
+    monkeypatch.setattr("scvi_diffusion._paths.os.access", lambda path, mode: False)
+    argv = ["train", str(files / "train.h5ad"), "--out", str(tmp_path / "new" / "model")]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert f"Cannot write in {str(tmp_path)!r}" in capsys.readouterr().err

@@ -115,3 +115,57 @@ def test_trajectory_progress_errors():
     fake.obs["interpolation_weight"] = 0.0
     with pytest.raises(ValueError, match="No real cell has cell_type='Neuron'"):
         trajectory_progress(adata, fake, "cell_type", source="Neuron", target="CD34+")
+
+
+@pytest.fixture(scope="module")
+def design_model():
+    """A design without cell types: drug x patient as condition_keys, classifier-free; a few
+    epochs: for API behaviour."""
+    scvi.settings.seed = 0
+    adata = scvi_diffusion.data.pbmc68k()
+    rng = np.random.default_rng(0)
+    adata.obs["drug"] = pd.Categorical(rng.choice(["vehicle", "drug"], size=adata.n_obs))
+    adata.obs["patient"] = pd.Categorical(rng.choice(["p1", "p2", "p3"], size=adata.n_obs))
+    ScDiffusion.setup_anndata(adata, condition_keys=["drug", "patient"])
+    return quiet_train(ScDiffusion(adata, n_latent=6), max_epochs=3)
+
+
+def test_registered_conditions_as_keywords(design_model):
+    by_keyword = design_model.generate(n=6, drug="drug", patient="p2", seed=0, **GEN)
+    by_dict = design_model.generate(
+        n=6, conditions={"drug": "drug", "patient": "p2"}, seed=0, **GEN
+    )
+    assert (by_keyword.obs["drug"] == "drug").all() and (by_keyword.obs["patient"] == "p2").all()
+    np.testing.assert_array_equal(by_keyword.X.toarray(), by_dict.X.toarray())
+    # one value per cell, and beside a conditions table
+    per_cell = design_model.generate(
+        conditions=pd.DataFrame({"patient": ["p1", "p3", "p3"]}), drug="vehicle", **GEN
+    )
+    assert per_cell.obs["patient"].tolist() == ["p1", "p3", "p3"]
+    assert (per_cell.obs["drug"] == "vehicle").all()
+
+
+def test_keyword_conditions_for_counterfactuals(design_model):
+    vehicle = design_model.adata[design_model.adata.obs["drug"] == "vehicle"][:5]
+    counterfactuals = design_model.generate(source=vehicle, drug="drug", seed=0, **GEN)
+    assert (counterfactuals.obs["drug"] == "drug").all()
+    # the patient is kept from each source cell
+    assert counterfactuals.obs["patient"].tolist() == vehicle.obs["patient"].tolist()
+
+
+def test_unknown_keyword_names_the_registered_conditions(design_model):
+    with pytest.raises(TypeError, match=r"'dose'.*\['drug', 'patient'\].*conditions="):
+        design_model.generate(n=3, dose="high", **GEN)
+    # an obs column that was not registered goes through `conditions`
+    with pytest.raises(TypeError, match=r"'phase'.*conditions=\{'phase'"):
+        design_model.generate(n=3, phase="S", **GEN)
+    # a misspelt parameter of generate() says so too
+    with pytest.raises(TypeError, match="'n_step' \\(did you mean 'n_steps'\\?\\).*neither a"):
+        design_model.generate(n=3, n_step=5)
+    with pytest.raises(ValueError, match="'drug' is given twice"):
+        design_model.generate(n=3, drug="drug", conditions={"drug": "vehicle"}, **GEN)
+    with pytest.raises(ValueError, match="Unknown value.*'aspirin'.*Valid values"):
+        design_model.generate(n=3, drug="aspirin", **GEN)
+    # `cell_type=` still needs a registered cell type column
+    with pytest.raises(ValueError, match="cell_type_key"):
+        design_model.generate(n=3, cell_type="CD19+ B", **GEN)

@@ -2,6 +2,7 @@
 DDIM inversion it starts from, and its scores."""
 
 import logging
+import re
 
 import anndata as ad
 import numpy as np
@@ -49,6 +50,9 @@ def test_one_counterfactual_per_source_cell_keeping_the_rest(tiny_model, source)
     cf = tiny_model.generate(source=source, tissue="marrow", seed=0, **GEN)
     check_output(tiny_model, cf, source.n_obs)
     assert list(cf.obs["source_cell"]) == list(source.obs_names)
+    token = cf.obs_names[0].rsplit("-cf-", 1)[1]
+    assert re.fullmatch("[0-9a-f]{8}", token)
+    assert list(cf.obs_names) == [f"{name}-cf-{token}" for name in source.obs_names]
     assert set(cf.obs["tissue"]) == {"marrow"}
     assert list(cf.obs["cell_type"]) == list(source.obs["cell_type"])
     assert list(cf.obs["batch"]) == list(source.obs["batch"])
@@ -89,6 +93,12 @@ def test_counterfactuals_follow_generate_conventions(tiny_model, source, tmp_pat
     assert streamed.n_obs == source.n_obs
     assert list(streamed.obs["source_cell"]) == list(source.obs_names)
     np.testing.assert_array_equal(streamed.X[:].toarray(), again[0].X.toarray())
+    # every call, streamed or not, names its cells after the source cells, with its own token
+    for cells in (*again, streamed):
+        token = cells.obs_names[0].rsplit("-cf-", 1)[1]
+        assert list(cells.obs_names) == [f"{name}-cf-{token}" for name in source.obs_names]
+    assert len({cells.obs_names[0] for cells in (*again, streamed)}) == 3
+    assert ad.concat([*again, streamed.to_memory()]).obs_names.is_unique
     # the training AnnData itself (registered), as a view
     view = tiny_model.adata[:5]
     cf = tiny_model.generate(source=view, tissue="blood", seed=0, **GEN)

@@ -1,5 +1,8 @@
 """Every input form of generate, its output conventions, and its errors."""
 
+import re
+
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +14,16 @@ from scvi_diffusion import ScDiffusion
 from .conftest import quiet_train
 
 GEN = {"n_steps": 5, "progress_bar": False}
+SYNTHETIC_NAME = re.compile(r"synthetic-([0-9a-f]{8})-(\d+)")
+
+
+def name_token(cells: ad.AnnData) -> str:
+    """The one token that names all of ``cells``, numbered in order (asserted)."""
+    matches = [SYNTHETIC_NAME.fullmatch(name) for name in cells.obs_names]
+    assert all(matches), list(cells.obs_names[:3])
+    assert [int(m[2]) for m in matches] == list(range(cells.n_obs))
+    (token,) = {m[1] for m in matches}
+    return token
 
 
 def check_output(model, syn, n):
@@ -93,6 +106,21 @@ def test_seed_reproducible_and_library_sizes(tiny_model):
     np.testing.assert_array_equal(a.X.toarray(), b.X.toarray())
     assert (a.X != c.X).nnz > 0
     np.testing.assert_array_equal(a.obsm["X_latent"], b.obsm["X_latent"])
+
+
+def test_each_call_names_its_cells_apart(tiny_model):
+    """Same seed, same cells, new names: outputs of several calls concatenate cleanly."""
+    a = tiny_model.generate(n=20, cell_type="CD19+ B", seed=3, **GEN)
+    b = tiny_model.generate(n=20, cell_type="CD19+ B", seed=3, **GEN)
+    np.testing.assert_array_equal(a.X.toarray(), b.X.toarray())
+    assert name_token(a) != name_token(b)
+    assert not set(a.obs_names) & set(b.obs_names)
+    combined = ad.concat([a, b])
+    assert combined.obs_names.is_unique and combined.n_obs == 40
+    trajectory = tiny_model.generate(
+        n=6, interpolate={"cell_type": ("CD34+", "CD14+ Monocyte")}, n_points=3, seed=3, **GEN
+    )
+    assert name_token(trajectory) not in {name_token(a), name_token(b)}
 
 
 def test_ddpm_sampler_and_params(tiny_model):

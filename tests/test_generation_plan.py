@@ -12,8 +12,11 @@ from scvi_diffusion.model._generation_plan import (
     Interpolation,
     check_sampling_arguments,
     complete_assignment,
+    counterfactual_names,
+    generation_token,
     guidance_scales,
     output_obs,
+    synthetic_names,
     target_weights,
 )
 
@@ -94,10 +97,24 @@ def test_output_obs_names_cells_and_drops_unused_categories():
         {"cell_type": pd.Categorical(["B", "B"], categories=SPACE.categories_of("cell_type"))}
     )
     batches = pd.Categorical(["b2", "b1"], categories=["b1", "b2", "b3"])
-    obs = output_obs(assignment, batches, "batch", None, SPACE)
-    assert list(obs.index) == ["synthetic_0", "synthetic_1"]
+    obs = output_obs(assignment, batches, "batch", None, SPACE, synthetic_names(2, "0a1b2c3d"))
+    assert list(obs.index) == ["synthetic-0a1b2c3d-0", "synthetic-0a1b2c3d-1"]
     assert list(obs["cell_type"].cat.categories) == ["B"]
     assert list(obs["batch"].cat.categories) == ["b1", "b2"]
+
+
+def test_cell_names_carry_a_fresh_token_and_the_source_cells_names():
+    tokens = {generation_token() for _ in range(20)}
+    # random per call, never from a seed: 20 calls, 20 tokens of 8 hex digits
+    assert len(tokens) == 20
+    assert all(len(t) == 8 and set(t) <= set("0123456789abcdef") for t in tokens)
+    assert list(counterfactual_names(pd.Index(["AAC-1", "GTT-1"]), "0a1b2c3d")) == [
+        "AAC-1-cf-0a1b2c3d",
+        "GTT-1-cf-0a1b2c3d",
+    ]
+    # repeated source names (anndata allows them) still give unique names
+    repeated = counterfactual_names(pd.Index(["AAC-1", "AAC-1", "7"]), "0a1b2c3d")
+    assert list(repeated) == ["AAC-1-cf-0a1b2c3d-0", "AAC-1-cf-0a1b2c3d-1", "7-cf-0a1b2c3d-2"]
 
 
 def test_interpolated_obs_hold_weights_source_and_target_instead_of_the_condition():
@@ -105,7 +122,7 @@ def test_interpolated_obs_hold_weights_source_and_target_instead_of_the_conditio
         {"cell_type": pd.Categorical(["T"] * 4, categories=SPACE.categories_of("cell_type"))}
     )
     interpolation = Interpolation("cell_type", "B", "NK", np.array([0.0, 1.0]), 300)
-    obs = output_obs(assignment, None, None, interpolation, SPACE)
+    obs = output_obs(assignment, None, None, interpolation, SPACE, synthetic_names(4, "f"))
     assert obs["cell_type"].isna().all()
     assert list(obs["interpolation_weight"]) == [0.0, 0.0, 1.0, 1.0]
     assert set(obs["interpolation_source"]) == {"B"} and set(obs["interpolation_target"]) == {"NK"}

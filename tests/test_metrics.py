@@ -318,18 +318,27 @@ def test_count_checks_see_doubled_libraries_and_poisson_slope():
 
 
 def test_evaluate_frame_layout(evaluated, cells):
-    assert list(evaluated.columns) == ["synthetic", "floor"]
+    numbers = ["synthetic", "floor", "floor_low", "floor_high"]
+    assert list(evaluated.columns) == [*numbers, "verdict"]
     assert evaluated.index.names == ["group", "metric"]
-    assert (evaluated.dtypes == np.float64).all()
+    assert (evaluated[numbers].dtypes == np.float64).all()
+    assert evaluated["verdict"].map(type).eq(str).all()
     groups = evaluated.index.get_level_values("group").unique()
     assert list(groups) == ["all", *sorted(cells.obs["cell_type"].unique())]
     for group in groups:
         assert list(evaluated.loc[group].index) == METRICS
     assert evaluated.loc["all"].notna().all().all()
+    assert evaluated.attrs["floor_repeats"] == 5
     assert len(evaluated.attrs["mmd_bandwidths"]) == 5
     assert evaluated.attrs["n_real"] == evaluated.attrs["n_synthetic"] == 350
     assert evaluated.attrs["n_fit"] + evaluated.attrs["n_held_out"] == 350
     assert evaluated.attrs["floor_source"] == "halves"
+
+
+def test_every_metric_has_a_direction_for_its_verdict():
+    from scvi_diffusion.metrics._pairs import DIRECTIONS
+
+    assert set(DIRECTIONS) == set(METRICS)
 
 
 def test_evaluate_of_real_against_real_is_near_the_floor(evaluated):
@@ -352,7 +361,7 @@ def test_evaluate_of_real_against_real_is_near_the_floor(evaluated):
     }
     overall = evaluated.loc["all"]
     for metric, allowed in tolerance.items():
-        synthetic, floor = overall.loc[metric]
+        synthetic, floor = overall.loc[metric, ["synthetic", "floor"]]
         assert abs(synthetic - floor) < allowed, (metric, synthetic, floor)
     assert overall.loc["knn_auc", "synthetic"] < 0.6
     assert overall.loc["rf_auc", "synthetic"] < 0.6
@@ -376,6 +385,23 @@ def test_evaluate_flags_a_wrong_generator(halves):
     assert synthetic["conditional_accuracy"] < floor["conditional_accuracy"] - 0.2
     assert synthetic["mean_pearson"] < floor["mean_pearson"] - 0.1
     assert synthetic["library_size_ks"] > floor["library_size_ks"]
+
+
+def test_evaluate_spread_leaves_the_synthetic_and_floor_columns_alone(halves, evaluated):
+    real, synthetic = halves
+    alone = metrics.evaluate(real, synthetic, condition_key="cell_type", n_repeats=0)
+    pd.testing.assert_frame_equal(
+        alone[["synthetic", "floor"]], evaluated[["synthetic", "floor"]], check_exact=True
+    )
+    assert alone[["floor_low", "floor_high"]].isna().all().all()
+    assert set(alone["verdict"]) == {"not assessed", "no verdict (describes the real cells)"}
+    # the spread covers the floor, and more repeats are allowed
+    overall = evaluated.loc["all"]
+    assert (overall["floor_low"] < overall["floor_high"]).all()
+    assert overall["floor"].between(overall["floor_low"], overall["floor_high"]).all()
+    for bad in (-1, 1, 2.5, True):
+        with pytest.raises(ValueError, match="`n_repeats` must be 0 .* or an integer of at"):
+            metrics.evaluate(real, synthetic, n_repeats=bad)
 
 
 def test_evaluate_floor_column_is_floor(halves, evaluated):

@@ -1,12 +1,17 @@
 """How training adapts to the machine: thread counts beside busy processes, quiet Lightning."""
 
 import logging
+import os
+import pickle
+import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
-from scvi_diffusion.train import _runtime
+from scvi_diffusion.train import _callbacks, _runtime
+from scvi_diffusion.train._callbacks import ThreadsFollowLoad
 from scvi_diffusion.train._runtime import quiet_lightning, threads_for_idle_cores, training_threads
 
 
@@ -58,3 +63,93 @@ def test_quiet_lightning_hides_info_and_restores_the_levels(caplog):
         )
         assert logging.getLogger("lightning.pytorch").isEnabledFor(logging.WARNING)
     assert lightning.level == before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
+@pytest.mark.skipif(
+    sys.platform.startswith("linux") and len(os.sched_getaffinity(0)) < 2,
+    reason="needs a core for the busy process and one for this one",
+)
+def test_load_meter_counts_other_processes_not_this_one():
+    meter = _runtime.load_meter()
+    assert meter is not None
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        meter.others()
+        # this process keeps a core busy too: it is not counted as another process's load
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            pass
+        others = meter.others()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert others is not None
+    # at least the busy process (other jobs on the machine may add to it)
+    assert others >= 0.7, others
+
+
+class _FakeMeter:
+    def __init__(self, loads, cores=2):
+        self.cpus = set(range(cores))
+        self.loads = list(loads)
+
+    def others(self):
+        return self.loads.pop(0)
+
+
+def test_threads_follow_the_load_during_a_stage(monkeypatch):
+    """A process that starts mid-stage takes a thread away; when it ends, it comes back."""
+    before = torch.get_num_threads()
+    callback = ThreadsFollowLoad(max_threads=2, interval=0.0)
+    meter = _FakeMeter([0.0, 1.0, 1.1, None, 0.1, 0.2, 1.4, 0.3, 3.0, 2.5])
+    monkeypatch.setattr(_callbacks, "load_meter", lambda: meter)
+    seen = []
+    try:
+        torch.set_num_threads(2)
+        callback.on_train_start(None, None)
+        for _ in range(10):
+            callback.on_train_batch_end(None, None, None, None, 0)
+            seen.append(torch.get_num_threads())
+    finally:
+        torch.set_num_threads(before)
+    # idle; a busy process, confirmed by the next check; not measurable (kept); idle again,
+    # confirmed; a spike of one check (ignored); overloaded, confirmed
+    assert seen == [2, 2, 1, 1, 1, 2, 2, 2, 2, 1]
+
+
+def test_threads_follow_the_load_only_on_one_cpu_process(monkeypatch):
+    """Distributed or GPU training: no meter, no change."""
+    monkeypatch.setattr(_callbacks, "load_meter", lambda: _FakeMeter([2.0, 2.0]))
+
+    class Trainer:
+        world_size = 2
+        accelerator = _callbacks.CPUAccelerator()
+
+    callback = ThreadsFollowLoad(max_threads=2, interval=0.0)
+    callback.on_train_start(Trainer(), None)
+    assert callback._meter is None
+    Trainer.world_size = 1
+    callback.on_train_start(Trainer(), None)
+    assert callback._meter is not None
+    Trainer.accelerator = object()
+    callback.on_train_start(Trainer(), None)
+    assert callback._meter is None
+    # one thread cannot be reduced
+    single = ThreadsFollowLoad(max_threads=1)
+    single.on_train_start(None, None)
+    assert single._meter is None
+
+
+def test_threads_follow_the_load_only_every_interval(monkeypatch):
+    callback = ThreadsFollowLoad(max_threads=2, interval=3600.0)
+    meter = _FakeMeter([2.0])
+    monkeypatch.setattr(_callbacks, "load_meter", lambda: meter)
+    before = torch.get_num_threads()
+    callback.on_train_start(None, None)
+    callback.on_train_batch_end(None, None, None, None, 0)
+    assert torch.get_num_threads() == before
+    assert meter.loads == [2.0]
+    # pickled into spawned processes without the meter
+    assert pickle.loads(pickle.dumps(callback))._meter is None

@@ -1,7 +1,9 @@
 """save/load identity; model files that are refused (code, damage, other classes, other
-genes); saves that are atomic."""
+genes); saves that are atomic and follow the umask."""
 
+import os
 import pickle
+import stat
 
 import anndata
 import numpy as np
@@ -204,3 +206,23 @@ def test_save_refuses_to_overwrite_by_default(tiny_model, tmp_path):
     assert (folder / "notes.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="is a file"):
         tiny_model.save(str(folder / "notes.txt"), overwrite=True)
+
+
+@pytest.mark.parametrize(
+    ("umask", "folder_mode", "file_mode"),
+    [(0o022, "drwxr-xr-x", "-rw-r--r--"), (0o077, "drwx------", "-rw-------")],
+)
+def test_saved_folder_and_files_follow_the_umask(
+    tiny_model, tmp_path, umask, folder_mode, file_mode
+):
+    # a shared server's colleagues read models saved under umask 022; 077 keeps them private
+    previous = os.umask(umask)
+    try:
+        folder = _saved(tiny_model, tmp_path / "model", save_anndata=True)
+        # overwriting replaces the files, and they keep the umask's permissions too
+        tiny_model.save(str(folder), overwrite=True, save_anndata=True)
+    finally:
+        os.umask(previous)
+    assert stat.filemode(folder.stat().st_mode) == folder_mode
+    files = {p.name: stat.filemode(p.stat().st_mode) for p in folder.iterdir()}
+    assert files == {"adata.h5ad": file_mode, "model.pt": file_mode}

@@ -85,3 +85,28 @@ def test_synthetic_anndata_writes_and_reads_back(synthetic, tmp_path):
     np.testing.assert_array_equal(again.X.toarray(), synthetic.X.toarray())
     pd.testing.assert_frame_equal(again.obs, synthetic.obs)
     assert again.uns["scdiffusion"]["sampler"] == synthetic.uns["scdiffusion"]["sampler"]
+
+
+@pytest.mark.integration
+def test_neighbours_and_umap_helper_past_8192_cells():
+    """From 8,192 cells (4,096 with a non-euclidean metric) scanpy's neighbours switch from
+    exact ones to pynndescent's; in a fresh install that path failed (pynndescent 0.7's sparse
+    arrays lack the ``getnnz`` that scipy 1.17 removed)."""
+    from scvi_diffusion import data, pl
+
+    # 8,400 cells together, as in the helper's joint embedding
+    real = data.pbmc68k_bootstrap(n_obs=4200, n_vars=300, seed=0)
+    synthetic = data.pbmc68k_bootstrap(n_obs=4200, n_vars=300, seed=1)
+    adata = ad.concat([real, synthetic], index_unique="-")
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
+    sc.pp.pca(adata, n_comps=10)
+    sc.pp.neighbors(adata)
+    assert adata.obsp["distances"].shape == (8400, 8400)
+    neighbours = np.diff(adata.obsp["distances"].indptr)
+    assert neighbours.min() >= 14 and neighbours.max() <= 15 + 1
+
+    figure = pl.umap_real_vs_synthetic(real, synthetic, color="cell_type")
+    umap = np.vstack([c.get_offsets() for c in figure.axes[0].collections])
+    assert umap.shape[0] == 8400
+    assert np.isfinite(umap).all()

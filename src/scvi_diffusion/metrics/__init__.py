@@ -3,7 +3,8 @@
 The AnnData-level metrics work in one :class:`SharedSpace` fit on real cells only
 (log-normalised highly variable genes and a PCA); the distance, classifier and mixing metrics
 take arrays of coordinates. :func:`evaluate` computes them all, overall and per condition,
-against held-out real cells, beside the :func:`floor` that two sets of real cells reach.
+against held-out real cells, beside the :func:`floor` that two sets of real cells reach and its
+spread, with a verdict per metric (:func:`verdicts` tabulates the headline ones).
 :func:`cfgen_scores` reproduces the protocol of published generation benchmarks (CFGen and
 later), :func:`marker_fold_changes` checks that each cell type keeps its marker genes, and
 :func:`counterfactual_scores` scores counterfactuals of real cells against the real change.
@@ -15,7 +16,7 @@ from ._classifiers import conditional_accuracy, real_vs_synthetic_auc
 from ._counterfactual import counterfactual_scores
 from ._counts import count_checks
 from ._distances import mmd_rbf, wasserstein2
-from ._evaluate import evaluate
+from ._evaluate import evaluate, verdicts
 from ._expression import mean_expression_correlation, variance_correlation
 from ._floor import floor
 from ._markers import marker_fold_changes
@@ -42,6 +43,7 @@ __all__ = [
     "stratified_split",
     "trajectory_progress",
     "variance_correlation",
+    "verdicts",
     "wasserstein2",
     "wasserstein_exact",
 ]

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import anndata as ad
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.pipeline import Pipeline
 
 from ._classifiers import _fit_condition_classifier, _labels
 from ._distances import median_bandwidths
-from ._pairs import MIN_CELLS, _compare
+from ._pairs import CELL_FRACTIONS, MIN_CELLS, _compare
 from ._space import SharedSpace, _between, _check_genes, _project, _side, shared_space
 
 
@@ -88,6 +89,85 @@ def _floor_pair(
     if held.labels is None:
         return pair, None, None
     return pair, held.labels[side == 0], held.labels[side == 1]
+
+
+def _redraw(
+    pair: SharedSpace,
+    first: np.ndarray | None,
+    second: np.ndarray | None,
+    rng: np.random.Generator,
+) -> tuple[SharedSpace, np.ndarray | None, np.ndarray | None]:
+    """The cells of both sides of ``pair`` pooled and dealt out again at random.
+
+    Each side keeps its size (W2, the AUCs and iLISI depend on it), not its composition: a
+    permutation, so the unbiased MMD² of re-draws averages 0.
+    """
+    real, other = _side(pair, "real"), _side(pair, "synthetic")
+    pooled = {field: np.concatenate([real[field], other[field]]) for field in real}
+    n_cells = pair.n_real + pair.n_synthetic
+    on_first = np.zeros(n_cells, dtype=bool)
+    on_first[rng.choice(n_cells, size=pair.n_real, replace=False)] = True
+    redrawn = _between(
+        pair,
+        {field: values[on_first] for field, values in pooled.items()},
+        {field: values[~on_first] for field, values in pooled.items()},
+    )
+    if first is None or second is None:
+        return redrawn, None, None
+    labels = np.concatenate([first, second])
+    return redrawn, labels[on_first], labels[~on_first]
+
+
+def _floor_spread(
+    floor_values: pd.Series,
+    pair: SharedSpace,
+    first: np.ndarray | None,
+    second: np.ndarray | None,
+    held: _HeldOut,
+    n_repeats: int,
+    random_state: int,
+) -> pd.DataFrame:
+    """``floor_low`` and ``floor_high`` of group ``"all"``: where one more floor would fall.
+
+    The floor is recomputed ``n_repeats`` times on re-draws of its two sides (:func:`_redraw`,
+    each with its own seed for the classifiers and subsampling too). With the floor itself
+    these are n = ``n_repeats`` + 1 values, and the interval is their mean
+    ± t(0.975, n - 1) · sd · √(1 + 1/n), a 95% prediction interval, at least ± one cell of the
+    smaller side for :data:`CELL_FRACTIONS`. Nan for the conditions' groups, and without
+    repeats.
+    """
+    draws = [floor_values.to_numpy()]
+    for repeat in range(1, n_repeats + 1):
+        rng = np.random.default_rng((random_state, repeat))
+        redrawn, a, b = _redraw(pair, first, second, rng)
+        seed = int(rng.integers(2**31))
+        # Group "all" only: every condition's group would cost one more pair of random forests
+        # per repeat, and most of evaluate's time already goes to the forests.
+        values = _compare(redrawn, a, b, held.classifier, [], held.bandwidths, seed)
+        draws.append(values.reindex(floor_values.index).to_numpy())
+    low = high = np.full(len(floor_values), np.nan)
+    if n_repeats > 0:
+        draws = np.column_stack(draws)
+        n = draws.shape[1]
+        # t, not normal, quantiles: the sd comes from a few values and is itself uncertain.
+        half = stats.t.ppf(0.975, n - 1) * draws.std(axis=1, ddof=1) * np.sqrt(1 + 1 / n)
+        # Fractions of cells move in steps of one cell: a floor that classifies every cell
+        # right in every draw (sd 0) would otherwise call one miss among the synthetic cells
+        # worse.
+        metric_names = floor_values.index.get_level_values("metric")
+        step = np.where(
+            metric_names.isin(CELL_FRACTIONS), 1 / min(pair.n_real, pair.n_synthetic), 0.0
+        )
+        if second is not None:
+            # group "all"'s accuracy is a macro average: one cell of a condition with n_k
+            # cells moves it by 1 / (K n_k), the largest step for the rarest condition
+            counts = pd.Series(second).value_counts()
+            step = np.where(
+                metric_names == "conditional_accuracy", 1 / (len(counts) * counts.min()), step
+            )
+        half = np.maximum(half, step)
+        low, high = draws.mean(axis=1) - half, draws.mean(axis=1) + half
+    return pd.DataFrame({"floor_low": low, "floor_high": high}, index=floor_values.index)
 
 
 def _check_cells(adata: ad.AnnData, name: str, minimum: int) -> None:

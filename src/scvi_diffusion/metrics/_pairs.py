@@ -40,6 +40,47 @@ _COUNT_METRICS = (
 )
 
 
+# Which way each metric is better, for the verdicts of `evaluate`: "lower", "higher", "chance"
+# (0.5 is best, both sides worse), "match" (the floor's value is best, both sides worse) or
+# "none" (describes the real cells only, so nothing to judge).
+DIRECTIONS = {
+    "mean_spearman": "higher",
+    "mean_pearson": "higher",
+    "variance_spearman": "higher",
+    "variance_pearson": "higher",
+    "mmd": "lower",
+    "w2": "lower",
+    "knn_auc": "chance",
+    "rf_auc": "chance",
+    "ilisi": "higher",
+    "conditional_accuracy": "higher",
+    "zero_fraction_gene_corr": "higher",
+    "zero_fraction_gene_mae": "lower",
+    "zero_fraction_cell_ks": "lower",
+    "library_size_ks": "lower",
+    "library_size_w1": "lower",
+    "mean_variance_slope_real": "none",
+    "mean_variance_slope_synthetic": "match",
+    "dispersion_mae": "lower",
+}
+
+# Metrics that count cells (a fraction of them, or a KS statistic between two sets of cells),
+# so the floor's spread is at least one cell wide.
+CELL_FRACTIONS = ("conditional_accuracy", "zero_fraction_cell_ks", "library_size_ks")
+
+# The metrics of `verdicts` and `pl.metrics_summary`, in their order.
+HEADLINE_METRICS = (
+    "mmd",
+    "w2",
+    "knn_auc",
+    "rf_auc",
+    "ilisi",
+    "conditional_accuracy",
+    "mean_spearman",
+    "library_size_ks",
+)
+
+
 def _metric_names(with_condition: bool) -> tuple[str, ...]:
     condition = ("conditional_accuracy",) if with_condition else ()
     return _PAIR_METRICS + condition + _COUNT_METRICS

@@ -100,8 +100,8 @@ def parse_requests(
     n
         Number of cells, or None (then the DataFrame's length or :data:`DEFAULT_N_CELLS`).
     role_values
-        Values given through role keyword arguments (``cell_type=``, ``tissue=``); None
-        values are ignored.
+        Values given as keyword arguments: the roles ``cell_type=`` and ``tissue=``, and
+        registered conditions by their obs column; None values are ignored.
     conditions
         None, a dict (condition name to a value or one value per cell), or a DataFrame/Series
         with one row per cell.
@@ -122,7 +122,7 @@ def parse_requests(
     for role, value in role_values.items():
         if value is None:
             continue
-        if role not in space.roles:
+        if role not in space.roles and role not in space.categories:
             raise ValueError(
                 f"`{role}=` needs a registered {role} column: call "
                 f"`ScDiffusion.setup_anndata(adata, {role}_key=...)` before creating the model."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 from collections.abc import Mapping
 from typing import Literal
@@ -38,10 +40,13 @@ from ._generation_plan import (
     check_sampling_arguments,
     check_start_time,
     complete_assignment,
+    counterfactual_names,
     draw_interpolation_cells,
+    generation_token,
     guidance_scales,
     output_obs,
     parse_interpolation,
+    synthetic_names,
     target_weights,
 )
 from ._pipeline import assemble, sample_plan
@@ -77,6 +82,7 @@ class GenerationMixin:
         seed: int | None = None,
         progress_bar: bool = True,
         out: str | os.PathLike | None = None,
+        **condition_values: object,
     ) -> ad.AnnData:
         """Generate synthetic cells.
 
@@ -156,13 +162,20 @@ class GenerationMixin:
         batch_size
             Cells sampled at once.
         seed
-            Random seed; the same seed gives the same cells, also after save/load.
+            Random seed; the same seed gives the same cells, also after save/load (under new
+            names: each call names its cells apart).
         progress_bar
             Show a progress bar.
         out
             Path of an ``.h5ad`` file to stream the cells to: each batch of ``batch_size``
             cells is written as soon as it is generated, so memory holds one batch, not the
             whole matrix. The file appears only once complete.
+        **condition_values
+            Any registered condition by its obs column, as ``cell_type=`` and ``tissue=``:
+            ``generate(n=500, condition="panobinostat", patient_id="PW034")`` after
+            ``setup_anndata(adata, condition_keys=["condition", "patient_id"])``. A value,
+            or one value per cell. Columns that were not registered, and names that are not
+            Python identifiers or are parameters of ``generate``, go in ``conditions``.
 
         Returns
         -------
@@ -170,7 +183,10 @@ class GenerationMixin:
             Integer counts (sparse CSR) with the training ``var_names``; ``obs`` with one
             categorical column per registered condition (the generated categories, in the
             training order) and the batch (for counterfactuals also ``source_cell``, the
-            source cell's name); the generated latents in ``obsm['X_latent']``;
+            source cell's name); ``obs_names`` unique to this call, so outputs of several
+            calls concatenate without clashes: ``synthetic-{token}-{i}`` for new cells and
+            ``{source cell}-cf-{token}`` for counterfactuals, where ``token`` is 8 random hex
+            digits shared by the call's cells; the generated latents in ``obsm['X_latent']``;
             the generation parameters in ``uns['scdiffusion']``. With ``out``, the AnnData
             is backed by the file (``X`` stays on disk; load it with ``.to_memory()``).
 
@@ -215,7 +231,11 @@ class GenerationMixin:
         )
         progress_bar = check_bool("progress_bar", progress_bar)
         out = validate_out(out)
-        roles = {"cell_type": cell_type, "tissue": tissue}
+        roles = {
+            "cell_type": cell_type,
+            "tissue": tissue,
+            **self._keyword_conditions(condition_values),
+        }
         keep_source_counts = check_bool("keep_source_counts", keep_source_counts)
         if source is not None:
             check_counterfactual_arguments(n, interpolate, source)
@@ -243,6 +263,26 @@ class GenerationMixin:
         classifiers = [self._guidance_classifier(term.key) for term in plan.classifier_terms]
         batches = self._sample_batches(plan, classifiers, progress_bar)
         return assemble(plan, self.adata.var_names, batches, out, self.module.n_latent)
+
+    def _keyword_conditions(self, values: dict[str, object]) -> dict[str, object]:
+        """Conditions given to ``generate`` as keywords: each must be a registered condition
+        (a TypeError, as Python's for an unknown keyword, names the valid ones otherwise)."""
+        unknown = [name for name in values if name not in self.condition_keys]
+        if unknown:
+            registered = list(self.condition_keys)
+            names = [*inspect.signature(self.generate).parameters, *registered]
+            close = difflib.get_close_matches(unknown[0], names, n=1)
+            raise TypeError(
+                f"generate() got an unexpected keyword argument {unknown[0]!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + ": it is neither a parameter of generate() nor a registered condition. "
+                "Registered conditions, "
+                f"each usable as a keyword: {registered or 'none'}. Other obs columns go in "
+                f"`conditions={{{unknown[0]!r}: ...}}` (a guidance classifier is then trained "
+                "for them on demand), or register them with "
+                "`ScDiffusion.setup_anndata(..., condition_keys=[...])`."
+            )
+        return values
 
     def _plan_generation(
         self,
@@ -296,6 +336,7 @@ class GenerationMixin:
                 self._setup_args.get("batch_key"),
                 interpolation,
                 space,
+                synthetic_names(len(ref_idx), generation_token()),
             ),
             params=self._generation_params(settings, len(timesteps), scales, interpolation),
             timesteps=timesteps,
@@ -373,7 +414,8 @@ class GenerationMixin:
             cells.registrable(layer, batch_key, assignment[registered])
         )
         scales, guidance = self._guidance(assignment, keys, space, None, guidance_scale)
-        obs = output_obs(assignment, cells.batch, batch_key, None, space)
+        names = counterfactual_names(cells.names, generation_token())
+        obs = output_obs(assignment, cells.batch, batch_key, None, space, names)
         obs[SOURCE_CELL_KEY] = cells.names.astype(str).to_numpy()
         timesteps = self.module.schedule.sampling_timesteps(
             settings.n_steps, start_time=start_time, spacing=SAMPLER_SPACING[settings.sampler]

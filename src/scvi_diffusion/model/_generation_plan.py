@@ -10,6 +10,7 @@ plan that need no model.
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
@@ -269,15 +270,39 @@ def guidance_scales(
     return {k: check("guidance_scale", guidance_scale) for k in defaults}
 
 
+def generation_token() -> str:
+    """A short random token, new for every ``generate`` call, that its cells' names carry.
+
+    Drawn from the operating system, not from the seeded generator: two calls with the same
+    seed give the same cells under different names, so ``anndata.concat`` keeps them apart.
+    """
+    return secrets.token_hex(4)
+
+
+def synthetic_names(n_cells: int, token: str) -> pd.Index:
+    """New cells' names: ``synthetic-{token}-{i}``, ``i`` counting from 0 in output order."""
+    return pd.Index([f"synthetic-{token}-{i}" for i in range(n_cells)])
+
+
+def counterfactual_names(source_names: Sequence[str], token: str) -> pd.Index:
+    """Counterfactuals' names: ``{source cell}-cf-{token}``, or with the cell's position added
+    (``{source cell}-cf-{token}-{i}``) when the source names repeat, so they stay unique."""
+    source_names = pd.Index(source_names).astype(str)
+    if source_names.is_unique:
+        return pd.Index([f"{name}-cf-{token}" for name in source_names])
+    return pd.Index([f"{name}-cf-{token}-{i}" for i, name in enumerate(source_names)])
+
+
 def output_obs(
     assignment: pd.DataFrame,
     batches: pd.Categorical | None,
     batch_key: str | None,
     interpolation: Interpolation | None,
     space: ConditionSpace,
+    names: pd.Index,
 ) -> pd.DataFrame:
-    """The generated cells' ``obs``: their conditions and batch, and for interpolation the
-    weight, source and target instead of the interpolated condition."""
+    """The generated cells' ``obs``, indexed by ``names``: their conditions and batch, and for
+    interpolation the weight, source and target instead of the interpolated condition."""
     obs = assignment.copy()
     if batch_key is not None:
         obs[batch_key] = batches
@@ -293,5 +318,5 @@ def output_obs(
     # every group); anndata.concat unions the categories with the real cells' anyway
     for column in obs.select_dtypes("category"):
         obs[column] = obs[column].cat.remove_unused_categories()
-    obs.index = pd.Index([f"synthetic_{i}" for i in range(obs.shape[0])])
+    obs.index = pd.Index(names)
     return obs

@@ -15,8 +15,8 @@ import hashlib
 import os
 import pickle
 import re
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._paths import check_save_target
 from .._scvi_internals import SAVE_KEYS
 
 FORMAT_KEY = "scvi_diffusion_format"
@@ -236,24 +237,38 @@ def read_model_file(path: Path) -> tuple[dict, np.ndarray, dict]:
     return state_dict, from_plain(var_names), from_plain(attr_dict)
 
 
+def _staging_folder(parent: Path, name: str) -> Path:
+    """A new, empty folder in ``parent`` to write the model ``name`` into before it moves.
+
+    Made with :func:`os.mkdir` rather than :func:`tempfile.mkdtemp`: mkdtemp makes it
+    owner-only (``drwx------``) and the rename keeps that, so colleagues on a shared server could
+    not read the saved model. ``os.mkdir`` applies the user's umask (and the parent's default
+    ACL) like any folder they make, without reading or changing the process-wide umask.
+    """
+    for _ in range(100):
+        staging = parent / f".{name}.saving-{secrets.token_hex(4)}"
+        try:
+            staging.mkdir()
+        except FileExistsError:  # the name is taken (say, left by a killed save): draw again
+            continue
+        return staging
+    raise FileExistsError(f"Cannot make a staging folder for {name!r} in {str(parent)!r}.")
+
+
 def save_atomically(dir_path: Path, overwrite: bool, write: Callable[[Path], list[str]]) -> None:
     """Run ``write(staging_folder)`` and move what it wrote into ``dir_path`` only once done.
 
     ``write`` returns the names of the files it wrote, in the order they should replace those in
     ``dir_path`` (the model file last). A new ``dir_path`` appears in one rename; in an existing
     one (``overwrite=True``) each file is replaced atomically, and its other files are kept. If
-    ``write`` fails, nothing in ``dir_path`` has changed and the staging folder is removed.
+    ``write`` fails, nothing in ``dir_path`` has changed and the staging folder is removed. A new
+    folder and its files get the permissions the user's umask gives, as with ``os.mkdir`` and
+    ``open``.
     """
-    if dir_path.exists() and not dir_path.is_dir():
-        raise ValueError(f"{str(dir_path)!r} is a file; give a folder to save the model in.")
-    if dir_path.exists() and not overwrite:
-        raise ValueError(
-            f"{str(dir_path)!r} already exists; pass `overwrite=True` to replace the model "
-            "saved there, or choose another folder."
-        )
+    check_save_target(dir_path, overwrite)
     parent = dir_path.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dir_path.name}.saving-", dir=parent))
+    staging = _staging_folder(parent, dir_path.name)
     try:
         names = write(staging)
         if not dir_path.exists():

@@ -46,7 +46,9 @@ class SafeSaveLoadMixin:
         The files are written to a temporary folder beside ``dir_path`` and moved into place
         only once complete, so an interrupted save never leaves a half-written model, and
         ``overwrite=True`` keeps the previous model until the new one is written. ``model.pt``
-        holds only tensors and plain values: :meth:`load` reads it without running code.
+        holds only tensors and plain values: :meth:`load` reads it without running code. The
+        folder and its files get the permissions of the user's umask, like any folder they
+        make (readable by others with the common ``umask 022``).
 
         Parameters
         ----------
@@ -67,6 +69,12 @@ class SafeSaveLoadMixin:
         -------
         None
             ``dir_path`` holds ``model.pt`` (and ``adata.h5ad`` with ``save_anndata=True``).
+
+        Raises
+        ------
+        ValueError
+            ``dir_path`` is a file, holds a model and ``overwrite`` is False, or lies in a
+            folder this user cannot write in.
 
         Examples
         --------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
@@ -10,15 +12,33 @@ import scanpy as sc
 from ..metrics import shared_space
 
 
+def _color_keys(color: str | Sequence[str] | None, **sets: ad.AnnData) -> list[str]:
+    """``color`` as a list of obs keys, each checked to be a column of every set."""
+    if color is None:
+        return []
+    keys = [color] if isinstance(color, str) else list(color)
+    for key in keys:
+        if not isinstance(key, str):
+            raise TypeError(f"`color` must be an obs key or a list of them, got {key!r}.")
+        for name, adata in sets.items():
+            if key not in adata.obs.columns:
+                raise ValueError(
+                    f"`color` {key!r} is not a column of the {name} cells' obs; they have "
+                    f"{list(map(str, adata.obs.columns))}."
+                )
+    # A key given twice would only repeat its panel.
+    return list(dict.fromkeys(keys))
+
+
 def umap_real_vs_synthetic(
     real: ad.AnnData,
     synthetic: ad.AnnData,
-    color: str | None = None,
+    color: str | Sequence[str] | None = None,
     save: str | None = None,
     n_neighbors: int = 15,
     random_state: int = 0,
 ):
-    """UMAP of real and synthetic cells in one embedding, by source and by a condition.
+    """UMAP of real and synthetic cells in one embedding, by source and by obs keys.
 
     Both sets are projected into a PCA fit on the real cells
     (:func:`~scvi_diffusion.metrics.shared_space`), then embedded together.
@@ -27,8 +47,9 @@ def umap_real_vs_synthetic(
     ----------
     real, synthetic : anndata.AnnData
         AnnData with counts and the same genes.
-    color : str, optional
-        Obs column (in both) for the second panel, for example ``"cell_type"``.
+    color : str or list of str, optional
+        Obs column(s), in both, to colour further panels by, as in :func:`scanpy.pl.umap`:
+        for example ``"cell_type"`` or ``["cell_type", "patient_id"]``.
     save : str, optional
         Path of a PNG to write.
     n_neighbors : int, default 15
@@ -39,12 +60,16 @@ def umap_real_vs_synthetic(
     Returns
     -------
     matplotlib.figure.Figure
-        The figure: one panel coloured by source (real or synthetic), and one by ``color``.
+        The figure: one panel coloured by source (real or synthetic), then one per ``color``
+        key, at most three panels a row.
 
     Raises
     ------
     ValueError
-        ``synthetic`` lacks genes of ``real``, or ``real`` has fewer than 2 cells.
+        A ``color`` key is not an obs column of both sets, ``synthetic`` lacks genes of
+        ``real``, or ``real`` has fewer than 2 cells.
+    TypeError
+        ``color`` is neither a string nor a list of strings.
 
     Examples
     --------
@@ -57,7 +82,17 @@ def umap_real_vs_synthetic(
     >>> fig = scvi_diffusion.pl.umap_real_vs_synthetic(real, synthetic, color="cell_type")
     >>> [ax.get_title() for ax in fig.axes[:2]]
     ['real and synthetic: source', 'real and synthetic: cell_type']
+
+    Several keys give one panel each:
+
+    >>> real.obs["donor"] = synthetic.obs["donor"] = "donor 1"
+    >>> fig = scvi_diffusion.pl.umap_real_vs_synthetic(
+    ...     real, synthetic, color=["cell_type", "donor"]
+    ... )
+    >>> [ax.get_title() for ax in fig.axes]
+    ['real and synthetic: source', 'real and synthetic: cell_type', 'real and synthetic: donor']
     """
+    keys = _color_keys(color, real=real, synthetic=synthetic)
     space = shared_space(real, synthetic)
     joint = ad.concat(
         {"real": real[:, []].copy(), "synthetic": synthetic[:, []].copy()},
@@ -67,9 +102,16 @@ def umap_real_vs_synthetic(
     joint.obsm["X_pca"] = np.vstack([space.real_pca, space.synthetic_pca])
     sc.pp.neighbors(joint, n_neighbors=n_neighbors, use_rep="X_pca", random_state=random_state)
     sc.tl.umap(joint, random_state=random_state)
-    panels = ["source"] + ([color] if color is not None else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
-    for ax, key in zip(axes[0], panels, strict=True):
+    panels = ["source", *keys]
+    n_columns = min(len(panels), 3)
+    n_rows = -(-len(panels) // n_columns)
+    fig, axes = plt.subplots(
+        n_rows, n_columns, figsize=(6.5 * n_columns, 5 * n_rows), squeeze=False
+    )
+    for ax in axes.flat[len(panels) :]:
+        ax.remove()
+    # scanpy refuses `ax` with several keys at once, so each key gets its own call and panel.
+    for ax, key in zip(axes.flat[: len(panels)], panels, strict=True):
         sc.pl.umap(joint, color=key, ax=ax, show=False, title=f"real and synthetic: {key}")
     fig.tight_layout()
     if save is not None:

@@ -1,15 +1,22 @@
-"""Lightning callbacks of the training stages: progress, weight average, non-finite stop."""
+"""Lightning callbacks of the training stages: progress, weight average, threads that follow
+the machine's load, non-finite stop."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Literal
 
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, ProgressBar, WeightAveraging
 from scvi.utils import track
 
 from ._errors import NonFiniteLossError
+from ._runtime import load_meter, training_threads
+
+# seconds between two checks of the other processes' load during a stage
+LOAD_CHECK_SECONDS = 1.0
 
 
 class StageProgressBar(ProgressBar):
@@ -154,6 +161,62 @@ class WarmedUpEMA(WeightAveraging):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """Averaged per step only."""
+
+
+class ThreadsFollowLoad(Callback):
+    """Re-check, every ``interval`` seconds of a stage, the cores other processes leave idle,
+    and use that many torch threads (from 1 to ``max_threads``) once two checks in a row
+    agree, so a spike of a second does not switch.
+
+    The stage starts with the threads the idle cores allow (:func:`threads_for_idle_cores`);
+    a process that starts later would otherwise stall every operation of a thread that now
+    shares its core, and one that ends would leave a core unused. CPU training in one process
+    only: on a GPU the threads do not set the pace, and the processes of distributed training
+    would count each other as load.
+
+    Parameters
+    ----------
+    max_threads
+        The most threads to use: the user's torch setting when the stage started.
+    interval
+        Seconds between checks; a check reads ``/proc/stat`` and costs microseconds.
+    """
+
+    def __init__(self, max_threads: int, interval: float = LOAD_CHECK_SECONDS):
+        super().__init__()
+        self.max_threads = max_threads
+        self.interval = interval
+        self._meter = None
+        self._checked = 0.0
+        self._proposed = None
+
+    def __getstate__(self):
+        # a meter's readings belong to the process that took them
+        return {**self.__dict__, "_meter": None}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._meter = None
+        self._proposed = None
+        on_cpu = trainer is None or (
+            trainer.world_size == 1 and isinstance(trainer.accelerator, CPUAccelerator)
+        )
+        if on_cpu and self.max_threads > 1:
+            self._meter = load_meter()
+        self._checked = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._meter is None or time.monotonic() - self._checked < self.interval:
+            return
+        self._checked = time.monotonic()
+        others = self._meter.others()
+        if others is None:
+            return
+        threads = training_threads(self.max_threads, len(self._meter.cpus) - others)
+        if threads != self._proposed:
+            self._proposed = threads
+            return
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
 
 
 class StopOnNonFiniteLoss(Callback):

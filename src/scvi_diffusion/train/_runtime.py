@@ -104,6 +104,45 @@ def training_threads(current: int, idle: float | None) -> int:
     return max(1, min(current, math.floor(idle + 0.5)))
 
 
+class LoadMeter:
+    """How many of this process's cores other processes used since the last reading.
+
+    Busy time of the cores (``/proc/stat``) less this process's own CPU time, over the wall
+    time between readings: nothing is slept, so a training can read it between its steps.
+    """
+
+    def __init__(self):
+        self.cpus = os.sched_getaffinity(0)
+        self.ticks_per_second = os.sysconf("SC_CLK_TCK")
+        self._last = self._read()
+
+    def _read(self) -> tuple[int, int, float]:
+        idle, total = _cpu_times(self.cpus)
+        return idle, total, time.process_time()
+
+    def others(self) -> float | None:
+        """Cores used by other processes since the last call (or since creation)."""
+        (idle_0, total_0, own_0), now = self._last, self._read()
+        self._last = now
+        idle_1, total_1, own_1 = now
+        elapsed = total_1 - total_0  # clock ticks summed over the cores
+        if elapsed <= 0:
+            return None
+        busy = elapsed - (idle_1 - idle_0)
+        own = (own_1 - own_0) * self.ticks_per_second
+        return len(self.cpus) * max(0.0, busy - own) / elapsed
+
+
+def load_meter() -> LoadMeter | None:
+    """A :class:`LoadMeter`, or None where ``/proc/stat`` or CPU affinity is not available."""
+    try:
+        meter = LoadMeter()
+        meter.others()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return meter
+
+
 @contextlib.contextmanager
 def threads_for_idle_cores():
     """Run a block with :func:`training_threads` torch threads, then restore the setting."""

@@ -8,7 +8,9 @@ import signal
 import threading
 from collections.abc import Sequence
 
-from ._callbacks import StageProgressBar, StopOnNonFiniteLoss
+import torch
+
+from ._callbacks import StageProgressBar, StopOnNonFiniteLoss, ThreadsFollowLoad
 from ._errors import NonFiniteLossError
 from ._runtime import quiet_lightning, threads_for_idle_cores
 from ._stages import all_finite
@@ -46,6 +48,7 @@ def run_stage(
     # scvi-tools' Trainer appends its own callbacks to the list it gets: a fresh list per
     # stage keeps the caller's list, and the next stage's, untouched
     callbacks = [*callbacks, StopOnNonFiniteLoss(stage)]
+    callbacks.append(ThreadsFollowLoad(torch.get_num_threads()))
     if progress_bar:
         unit = "epoch" if max_steps is None else "step"
         callbacks.append(StageProgressBar(stage, unit))
