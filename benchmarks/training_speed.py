@@ -159,47 +159,37 @@ def _spinners(n: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
 
 
-def part_shared_cpu(repeats: int, n_competing: int) -> list[dict]:
-    rows = []
-    for repeat in range(repeats):
-        for competing in (0, n_competing):
-            busy = _spinners(competing)
-            try:
-                time.sleep(1.0 if busy else 0.0)
-                model, seconds = _scdiffusion(ARGS.max_epochs)
-            finally:
-                for process in busy:
-                    process.kill()
-                    process.wait()
-            stages = {f"{k}_s": v for k, v in model.stage_seconds_.items()}
-            run = f"beside {competing} busy process(es)" if competing else "alone"
-            rows.append(
-                {"part": "shared-cpu", "run": run, "repeat": repeat, "s": seconds, **stages}
-            )
-            print(rows[-1], flush=True)
-    return rows
-
-
-def part_mid_stage(repeats: int, n_competing: int, after: float) -> list[dict]:
+def _beside_busy(part: str, repeats: int, n_competing: int, after: float | None) -> list[dict]:
+    """The default ``train()`` alone and beside ``n_competing`` spinners, alternated: started
+    a second before it (``after=None``) or ``after`` seconds into it, running to its end."""
     rows = []
     for repeat in range(repeats):
         for competing in (0, n_competing):
             busy: list[subprocess.Popen] = []
-            timer = threading.Timer(after, lambda b=busy, n=competing: b.extend(_spinners(n)))
-            timer.start()
+            timer = None
+            if competing and after is None:
+                busy += _spinners(competing)
+                time.sleep(1.0)
+            elif competing:
+                timer = threading.Timer(after, lambda b=busy, n=competing: b.extend(_spinners(n)))
+                timer.start()
             try:
                 model, seconds = _scdiffusion(ARGS.max_epochs)
             finally:
-                timer.cancel()
-                timer.join()  # a spinner started as the training ended is killed too
+                if timer is not None:
+                    timer.cancel()
+                    timer.join()  # a spinner started as the training ended is killed too
                 for process in busy:
                     process.kill()
                     process.wait()
             stages = {f"{k}_s": v for k, v in model.stage_seconds_.items()}
-            run = f"{competing} busy process(es) from {after:g} s in" if competing else "alone"
-            rows.append(
-                {"part": "mid-stage", "run": run, "repeat": repeat, "s": seconds, **stages}
-            )
+            if not competing:
+                run = "alone"
+            elif after is None:
+                run = f"beside {competing} busy process(es)"
+            else:
+                run = f"{competing} busy process(es) from {after:g} s in"
+            rows.append({"part": part, "run": run, "repeat": repeat, "s": seconds, **stages})
             print(rows[-1], flush=True)
     return rows
 
@@ -266,9 +256,9 @@ def main():
     if "throughput" in ARGS.parts:
         rows += part_throughput(ARGS.repeats, ARGS.steps)
     if "shared-cpu" in ARGS.parts:
-        rows += part_shared_cpu(ARGS.repeats, ARGS.competing)
+        rows += _beside_busy("shared-cpu", ARGS.repeats, ARGS.competing, after=None)
     if "mid-stage" in ARGS.parts:
-        rows += part_mid_stage(ARGS.repeats, ARGS.competing, ARGS.busy_after)
+        rows += _beside_busy("mid-stage", ARGS.repeats, ARGS.competing, ARGS.busy_after)
     table = pd.DataFrame(rows)
     ARGS.out.mkdir(parents=True, exist_ok=True)
     suffix = f"_{ARGS.label}" if ARGS.label else ""

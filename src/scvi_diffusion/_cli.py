@@ -122,15 +122,13 @@ def _read(path: str, backed: bool = False):
 def _train(args: argparse.Namespace) -> int:
     # before anything slow: a training of minutes must not end in a folder it cannot save to
     check_save_target(Path(args.out), args.overwrite, overwrite_hint="add --overwrite")
-    if not Path(args.data).is_file():
-        raise FileNotFoundError(f"No file at {args.data!r}.")
+    adata = _read(args.data, backed=args.backed)
+    print(f"Read {args.data}: {adata.n_obs} cells x {adata.n_vars} genes.")
     import scvi
 
     from .model._scdiffusion import ScDiffusion
 
     scvi.settings.seed = args.seed
-    adata = _read(args.data, backed=args.backed)
-    print(f"Read {args.data}: {adata.n_obs} cells x {adata.n_vars} genes.")
     ScDiffusion.setup_anndata(
         adata,
         layer=args.layer,

@@ -71,25 +71,6 @@ def _cpu_times(cpus: set[int]) -> tuple[int, int]:
     return idle, total
 
 
-def idle_cores(seconds: float = IDLE_SAMPLE_SECONDS) -> float | None:
-    """How many of this process's cores other processes leave idle, measured over ``seconds``.
-
-    Read from ``/proc/stat`` (Linux) over the cores this process may run on, while it waits;
-    None where that is not available.
-    """
-    try:
-        cpus = os.sched_getaffinity(0)
-        idle_before, total_before = _cpu_times(cpus)
-        time.sleep(seconds)
-        idle_after, total_after = _cpu_times(cpus)
-    except (AttributeError, OSError, ValueError):
-        return None
-    elapsed = total_after - total_before
-    if elapsed <= 0:
-        return None
-    return len(cpus) * (idle_after - idle_before) / elapsed
-
-
 def training_threads(current: int, idle: float | None) -> int:
     """Torch threads for a training stage: at most ``current``, and no more than the idle
     cores (rounded), at least one.
@@ -141,6 +122,20 @@ def load_meter() -> LoadMeter | None:
     except (AttributeError, OSError, ValueError):
         return None
     return meter
+
+
+def idle_cores(seconds: float = IDLE_SAMPLE_SECONDS) -> float | None:
+    """How many of this process's cores other processes leave idle, measured over ``seconds``.
+
+    A :class:`LoadMeter` read once after ``seconds`` of waiting (Linux); None where that is not
+    available.
+    """
+    meter = load_meter()
+    if meter is None:
+        return None
+    time.sleep(seconds)
+    others = meter.others()
+    return None if others is None else len(meter.cpus) - others
 
 
 @contextlib.contextmanager
