@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DEMO_OUT ?= demo_output
 TUTORIAL_CI_EPOCHS ?= 10
 
-.PHONY: demo test lint format bench bench-fidelity bench-conditioning bench-counterfactual \
+.PHONY: demo test lint format bench bench-fidelity bench-conditioning bench-counterfactual bench-perturbation \
 	bench-speed bench-training tutorials tutorials-ci docs clean
 
 $(STAMP): pyproject.toml
@@ -47,6 +47,11 @@ bench-conditioning: $(STAMP)
 # counterfactuals of real cells on pbmc68k_two_factor, 3 seeds, both guidance modes (~15 min)
 bench-counterfactual: $(STAMP)
 	$(BIN)/python benchmarks/counterfactual.py --out benchmarks/results
+
+# real perturbations: glioblastoma drug x patient (each patient's treated slice held out, and
+# all seen), CellBench cell line x protocol, pbmc68k_two_factor (~30 min per seed)
+bench-perturbation: $(STAMP)
+	$(BIN)/python benchmarks/perturbation.py --out benchmarks/results
 
 # default train() against scVI's, the denoiser against a bare PyTorch loop, training beside a
 # busy process (~15 min on 2 CPU cores)

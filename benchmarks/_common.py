@@ -24,7 +24,8 @@ import platform
 import time
 from pathlib import Path
 
-PBMC3K = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbmc3k_raw.h5ad"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PBMC3K = SHARED_DATA / "pbmc3k_raw.h5ad"
 
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
 
@@ -37,6 +38,26 @@ def timed_train(model, **train_kwargs) -> float:
     started = time.perf_counter()
     model.train(**train_kwargs)
     return time.perf_counter() - started
+
+
+def decoded(model, latents, source, seed: int):
+    """``latents`` (one row per ``source`` cell) decoded at the source cells' library sizes
+    (batch 0): counts drawn from the decoder (sparse, with ``seed``) and the expected
+    expression per 10,000 counts."""
+    import numpy as np
+    import torch
+
+    from scvi_diffusion.module._count_sampling import sample_counts, to_csr
+
+    library = torch.as_tensor(np.asarray(source.X.sum(axis=1)).ravel(), dtype=torch.float32)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        counts, fractions = model.module.decode(
+            torch.as_tensor(latents, dtype=torch.float32),
+            library,
+            torch.zeros(len(latents), dtype=torch.long),
+        )
+    return to_csr(sample_counts(counts)), fractions.numpy() * 1e4
 
 
 def split_with_reference(adata, seed: int, test_size: float = 0.3, condition: str = "cell_type"):

@@ -38,8 +38,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scvi
-import torch
-from _common import QUIET, machine_line, timed_train
+from _common import QUIET, decoded, machine_line, timed_train
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
@@ -131,27 +130,15 @@ def noised_counterfactuals(model, source, start_time: int, seed: int, output: st
 def latent_arithmetic(model, train, source, seed: int, shift: bool = True):
     """scGen's prediction: each source latent plus the mean control-to-stimulated shift, as
     counts and as expected expression; without ``shift``, the autoencoder's reconstruction."""
-    from scvi_diffusion.module._count_sampling import sample_counts, to_csr
-
     latents = model.get_latent_representation()
     stimulated = (train.obs["tissue"] == HELD_OUT["tissue"]).to_numpy()
     rows = train.obs_names.get_indexer(source.obs_names)
     z = latents[rows]
     if shift:
         z = z + latents[stimulated].mean(axis=0) - latents[~stimulated].mean(axis=0)
-    library = torch.as_tensor(np.asarray(source.X.sum(axis=1)).ravel(), dtype=torch.float32)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        counts, fractions = model.module.decode(
-            torch.as_tensor(z, dtype=torch.float32),
-            library,
-            torch.zeros(len(rows), dtype=torch.long),
-        )
+    counts, fractions = decoded(model, z, source, seed)
     var = source.var.copy()
-    return (
-        ad.AnnData(to_csr(sample_counts(counts)), var=var),
-        ad.AnnData(fractions.numpy() * 1e4, var=var),
-    )
+    return ad.AnnData(counts, var=var), ad.AnnData(fractions, var=var)
 
 
 def run(seeds, modes, start_times, quick: bool) -> list[dict]:

@@ -8,7 +8,7 @@ import torch
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
-from scvi_diffusion.diffusion import ClassifierFreeGuidance
+from scvi_diffusion.diffusion import AnalogyGuidance, ClassifierFreeGuidance
 from scvi_diffusion.module import LatentDiffusionModule, SkipMLPDenoiser
 
 from .conftest import quiet_train
@@ -163,3 +163,74 @@ def test_bad_guidance_arguments(kwargs, message):
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
     with pytest.raises(ValueError, match=message):
         ScDiffusion(adata, **kwargs)
+
+
+class InteractionEcho(LabelEcho):
+    """A fake denoiser whose conditions interact: with both given, their product is added."""
+
+    def forward(self, x, t, labels=None):
+        eps = super().forward(x, t, labels)
+        if labels is None:
+            return eps
+        both = (labels != self.null_labels).all(dim=1)
+        product = ((labels[:, 0] + 1) * (labels[:, 1] + 1)).float()
+        return eps + torch.where(both, product, 0.0).unsqueeze(-1)
+
+
+def test_joint_and_compositional_guidance_agree_without_interactions():
+    """``eps_J + sum_k (s_k - 1)(eps_J - eps_J-k)`` is the compositional prediction when the
+    conditions add up; with an interaction only the joint one keeps it."""
+    weights = [one_hot([0, 1, 2], 3), one_hot([1, 0, 1], 2)]
+    x, t = torch.zeros(3, 2), torch.zeros(3, dtype=torch.long)
+    additive = LabelEcho([3, 2])
+    joint, compositional = (
+        ClassifierFreeGuidance(additive, additive.null_labels, weights, [2.0, 0.5], composition)
+        for composition in ("joint", "compositional")
+    )
+    torch.testing.assert_close(joint(x, t), compositional(x, t))
+    interacting = InteractionEcho([3, 2])
+    plain = ClassifierFreeGuidance(
+        interacting, interacting.null_labels, weights, [1.0, 1.0], "joint"
+    )
+    # the plain joint model: both shifts and their product
+    expected = torch.tensor([1 + 20 + 2, 2 + 10 + 2, 3 + 20 + 6.0])
+    torch.testing.assert_close(plain(x, t), expected.unsqueeze(-1).expand(3, 2))
+    # a scale of 0 leaves a condition out: the other one alone
+    alone = ClassifierFreeGuidance(
+        interacting, interacting.null_labels, weights, [1.0, 0.0], "joint"
+    )
+    torch.testing.assert_close(alone(x, t)[:, 0], torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_joint_guidance_blends_the_interpolated_condition():
+    denoiser = InteractionEcho([3, 2])
+    weights = torch.zeros(3, 3)
+    w = torch.tensor([0.0, 0.5, 1.0])
+    weights[:, 0], weights[:, 2] = 1 - w, w
+    guidance = ClassifierFreeGuidance(
+        denoiser, denoiser.null_labels, [weights, one_hot([0, 0, 0], 2)], [1.0, 1.0], "joint"
+    )
+    eps = guidance(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long))
+    # (1 - w) * J(class 0, 0) + w * J(class 2, 0): J(c, 0) = (c + 1) + 10 + (c + 1)
+    start, end = 1 + 10 + 1.0, 3 + 10 + 3.0
+    torch.testing.assert_close(eps.view(-1), (1 - w) * start + w * end)
+    with pytest.raises(ValueError, match="one condition per cell"):
+        ClassifierFreeGuidance(
+            denoiser, denoiser.null_labels, [weights, torch.full((3, 2), 0.5)], [1, 1], "joint"
+        )
+    with pytest.raises(ValueError, match="composition"):
+        ClassifierFreeGuidance(denoiser, denoiser.null_labels, [weights, None], [1, 1], "mixed")
+
+
+def test_analogy_guidance_adds_the_groups_change():
+    """``eps_J(own) + sum_g c_g (eps_J(g, target) - eps_J(g, own values))``."""
+    denoiser = InteractionEcho([3, 2])
+    own = torch.tensor([[2, 0]])  # the cell: class 2 of condition 0, value 0 of condition 1
+    target = torch.tensor([[[0, 1]], [[1, 1]]])  # two groups with value 1
+    source = torch.tensor([[[0, 0]], [[1, 0]]])  # the same groups with value 0
+    coefficients = torch.tensor([[0.75], [0.75]])  # scale 1.5 over two groups
+    guidance = AnalogyGuidance(denoiser, own, target, source, coefficients)
+    eps = guidance(torch.zeros(1, 1), torch.zeros(1, dtype=torch.long))
+    # J(c, v) = (c + 1) + 10 (v + 1) + (c + 1)(v + 1); change in group c: 10 + (c + 1)
+    change = np.mean([10 + 1, 10 + 2])
+    assert eps.item() == pytest.approx(3 + 10 + 3 + 1.5 * change)

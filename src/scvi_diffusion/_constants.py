@@ -20,6 +20,14 @@ DEFAULT_N_LATENT = {"scvi": 10, "mlp": 128}
 # off the data (docs/benchmarks.md, "Conditioning"); the paper's setup keeps its classifiers
 DEFAULT_GUIDANCE = {"scvi": "classifier_free", "mlp": "classifier"}
 DEFAULT_CONDITION_DROPOUT = 0.25
+# classifier-free guidance of several conditions: the joint conditional model for combinations
+# with at least this many training cells (it knows how their conditions interact, e.g. a drug's
+# effect in one patient), conditions composed one by one for the rest (docs/benchmarks.md,
+# "Real perturbations")
+JOINT_GUIDANCE_MIN_CELLS = 10
+# a counterfactual toward an unseen combination takes the change from at most this many other
+# groups that show it (model/_analogy.py): each costs two denoiser passes per step
+ANALOGY_MAX_GROUPS = 8
 NORMALIZED_TARGET_SUM = 1e4
 """Counts per cell of normalised expression (the paper's normalize_total target)."""
 
@@ -54,11 +62,17 @@ DEFAULT_N_CELLS = 1000
 """Cells generated when neither ``n`` nor a table of conditions says how many."""
 DEFAULT_INTERPOLATION_START_TIME = 600
 """Timestep Gradient Interpolation noises its source cells to (the paper's)."""
-DEFAULT_COUNTERFACTUAL_START_TIME = 200
-"""Timestep counterfactuals invert their source cells to: with either guidance mode, the
-lowest that reaches a perturbation held out of training about as clearly as real cells show
-it, and the best fit of the mean expression of the 100 genes that change most (measured on
-pbmc68k_two_factor, 3 seeds: docs/benchmarks.md, "Counterfactuals")."""
+COUNTERFACTUAL_START_TIMES = (100, 200, 300, 400, 600, 800)
+"""Start times a counterfactual tries, lowest first, when none is given: it takes the lowest
+that reaches the requested conditions by the model's own account (see
+:data:`START_TIME_REACHED`); a low start keeps more of each cell, a high one gives a large
+change room (docs/benchmarks.md, "Real perturbations")."""
+START_TIME_REACHED = 0.8
+"""Share of the way from the source cells' mean latent to that of new cells generated for the
+requested conditions that counterfactuals must cover for a start time to count as reaching."""
+START_TIME_PROBE_CELLS = 1000
+"""Source cells (at most) the start-time search runs on; the counterfactuals of all source
+cells then run once, at the start time found."""
 COUNTERFACTUAL_SAMPLER = "ddim"
 """Sampler of counterfactuals when the default would be the ancestral DDPM (the paper's
 setup), whose fresh noise at every step would undo the inversion."""

@@ -1,6 +1,11 @@
 """Latent diffusion apart from any network: the noise schedule, the samplers and guidance."""
 
-from ._guidance import ClassifierFreeGuidance, ClassifierGuidance
+from ._guidance import (
+    COMPOSITIONS,
+    AnalogyGuidance,
+    ClassifierFreeGuidance,
+    ClassifierGuidance,
+)
 from ._samplers import (
     SAMPLER_SPACING,
     SAMPLERS,
@@ -13,9 +18,11 @@ from ._samplers import (
 from ._schedule import SPACINGS, LinearNoiseSchedule
 
 __all__ = [
+    "COMPOSITIONS",
     "SAMPLERS",
     "SAMPLER_SPACING",
     "SPACINGS",
+    "AnalogyGuidance",
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
     "LinearNoiseSchedule",

@@ -183,10 +183,41 @@ def check_counterfactual_arguments(n: int | None, interpolate, source: ad.AnnDat
         )
 
 
+def probe_cells(source: ad.AnnData, n_cells: int, seed: int) -> ad.AnnData:
+    """At most ``n_cells`` of the source cells, drawn without replacement with ``seed`` (all
+    of them, in order, if there are no more)."""
+    if source.n_obs <= n_cells:
+        return source
+    rows = np.sort(np.random.default_rng(seed).choice(source.n_obs, n_cells, replace=False))
+    return source[rows]
+
+
+def latent_progress(source: np.ndarray, moved: np.ndarray, target: np.ndarray) -> float:
+    """How far ``moved`` cells went from ``source`` toward ``target``, along the line between
+    their mean latents: the projection of the mean shift of ``moved`` on that of ``target``,
+    as a share of the latter (0: not moved, 1: as far as the target)."""
+    origin = source.mean(axis=0)
+    direction = target.mean(axis=0) - origin
+    length = float(direction @ direction)
+    if length == 0.0:
+        return 1.0
+    return float((moved.mean(axis=0) - origin) @ direction) / length
+
+
 def counterfactual_sampler(autoencoder: str) -> str | None:
     """The default sampler of counterfactuals: the model's, unless that is the ancestral DDPM
     (None keeps the model's default)."""
     return COUNTERFACTUAL_SAMPLER if DEFAULT_SAMPLER[autoencoder] == "ddpm" else None
+
+
+def own_conditions(cells: SourceCells, assignment: pd.DataFrame) -> pd.DataFrame:
+    """Each source cell's own conditions: the kept ones from ``assignment``, the changed ones
+    from the source (missing where the model does not know the cell's value)."""
+    own = assignment.copy()
+    for key in cells.own.columns:
+        if key in own.columns:
+            own[key] = cells.own[key].values
+    return own
 
 
 def inversion_terms(
@@ -197,11 +228,7 @@ def inversion_terms(
     own values. A changed condition takes the cell's value from the source (``cells.own``)
     and a kept one from ``assignment``; a cell whose own value the model does not know gets
     a zero row, which leaves that condition out for that cell only."""
-    own = assignment[list(keys)].copy()
-    for key in keys:
-        if key in cells.own.columns:
-            own[key] = cells.own[key]
-    weights = target_weights(own, keys, space, None)
+    weights = target_weights(own_conditions(cells, assignment[list(keys)]), keys, space, None)
     return [GuidanceTerm(key, weights[key], 1.0) for key in keys]
 
 

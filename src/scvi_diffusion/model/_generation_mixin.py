@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import os
@@ -16,19 +17,26 @@ from scvi import REGISTRY_KEYS
 from torch import nn
 
 from .._constants import (
-    DEFAULT_COUNTERFACTUAL_START_TIME,
+    COUNTERFACTUAL_START_TIMES,
     DEFAULT_GUIDANCE_SCALES,
     DEFAULT_INTERPOLATION_START_TIME,
+    JOINT_GUIDANCE_MIN_CELLS,
     SOURCE_CELL_KEY,
+    START_TIME_PROBE_CELLS,
+    START_TIME_REACHED,
 )
 from .._validation import check_bool
 from ..diffusion import SAMPLER_SPACING
+from ._analogy import Analogy, guided_counts, plan_analogy
 from ._conditions import ConditionSpace, draw_reference_cells, parse_requests
 from ._counterfactual import (
     check_counterfactual_arguments,
     counterfactual_record,
     counterfactual_sampler,
     inversion_terms,
+    latent_progress,
+    own_conditions,
+    probe_cells,
     source_cells,
 )
 from ._generation_plan import (
@@ -126,12 +134,15 @@ class GenerationMixin:
             Number of interpolation weights.
         start_time
             Timestep (of ``T = 1000``) the real cells are taken to before they are denoised.
-            Interpolation noises them to it (default 600). Counterfactuals invert them to it
-            (default 200): lower keeps more of each cell's state, higher gives the new
-            conditions more room (and, past the right amount, exaggerates them). The default
-            reaches a perturbation of 50 genes held out of training about as clearly as real
-            cells show it (``docs/benchmarks.md``, "Counterfactuals"); a larger change, such
-            as another cell type, needs a higher one.
+            Interpolation noises them to it (default 600). Counterfactuals invert them to it:
+            lower keeps more of each cell's state, higher gives the new conditions more room
+            (and, past the right amount, exaggerates them). Default for counterfactuals: the
+            lowest of 100, 200, 300, 400, 600 and 800 at which they reach the requested
+            conditions by the model's own account (a classifier of training latents calls
+            them their new values at least 0.75 times as often as new cells of those
+            conditions), found on at most 1,000 of the source cells and recorded in
+            ``uns['scdiffusion']['counterfactual']`` (``docs/benchmarks.md``, "Real
+            perturbations").
         keep_source_counts
             Counterfactuals with ``output="counts"`` (ignored otherwise): each cell's counts
             are its source cell's, moved by the change the model predicts (counts thinned
@@ -142,7 +153,12 @@ class GenerationMixin:
             Guidance scale: one number for all conditions, or a dict per condition (unlisted
             ones keep the default). 0 disables guidance. Default: 1.5 with classifier-free
             guidance, where 1 is the plain conditional model and larger values sharpen the
-            conditions; 4 with classifier guidance.
+            conditions; 4 with classifier guidance. With classifier-free guidance of several
+            conditions, a combination with at least 10 training cells is guided by the joint
+            conditional model (which knows how the conditions interact: a drug's effect in
+            this patient), others compose the conditions one by one; counterfactuals toward
+            an unseen combination take the change from the groups that show it (the same
+            drug in other patients), scaled by the changed conditions' scale.
         sampler
             ``"dpmpp_2m"`` (DPM-Solver++(2M): deterministic, second order, timesteps evenly
             spaced in log-SNR), ``"ddim"`` (deterministic, first order) or ``"ddpm"``
@@ -239,17 +255,19 @@ class GenerationMixin:
         keep_source_counts = check_bool("keep_source_counts", keep_source_counts)
         if source is not None:
             check_counterfactual_arguments(n, interpolate, source)
+            request = (source, roles, conditions, guidance_scale)
+            search = None
             if start_time is None:
-                start_time = DEFAULT_COUNTERFACTUAL_START_TIME
+                start_time, search = self._reaching_start_time(settings, *request)
             plan = self._plan_counterfactual(
                 settings,
-                source,
-                roles,
-                conditions,
+                *request[:3],
                 check_start_time(start_time, n_timesteps),
-                guidance_scale,
+                *request[3:],
                 keep_source_counts,
             )
+            if search is not None:
+                plan.params["counterfactual"]["start_time_search"] = search
         else:
             if start_time is None:
                 start_time = DEFAULT_INTERPOLATION_START_TIME
@@ -257,9 +275,7 @@ class GenerationMixin:
             plan = self._plan_generation(
                 settings, n, roles, conditions, interpolate, n_points, start_time, guidance_scale
             )
-        for key, categories in plan.classifiers_to_train.items():
-            classifier = self._train_auxiliary_classifier(key, categories, progress_bar)
-            self._auxiliary_guidance[key] = (classifier, categories)
+        self._train_on_demand(plan, progress_bar)
         classifiers = [self._guidance_classifier(term.key) for term in plan.classifier_terms]
         batches = self._sample_batches(plan, classifiers, progress_bar)
         return assemble(plan, self.adata.var_names, batches, out, self.module.n_latent)
@@ -338,7 +354,9 @@ class GenerationMixin:
                 space,
                 synthetic_names(len(ref_idx), generation_token()),
             ),
-            params=self._generation_params(settings, len(timesteps), scales, interpolation),
+            params=self._generation_params(
+                settings, len(timesteps), scales, interpolation, guidance["joint_cells"]
+            ),
             timesteps=timesteps,
             library=reference["_library"].to_numpy()[ref_idx],
             batch_index=reference["_batch"].to_numpy()[ref_idx],
@@ -356,7 +374,9 @@ class GenerationMixin:
     ) -> tuple[dict[str, float], dict]:
         """Every condition's guidance scale, and the plan's guidance terms: registered
         conditions guide through the denoiser (classifier-free) or their trained classifiers;
-        unregistered ones always through a classifier, trained on demand if not yet."""
+        unregistered ones always through a classifier, trained on demand if not yet. Cells
+        of a combination seen in training are guided by the joint conditional model
+        (:meth:`_seen_combinations`)."""
         weights = target_weights(assignment, keys, space, interpolation)
         scales = guidance_scales(
             guidance_scale, space, {k: self._default_guidance_scale(k) for k in keys}
@@ -366,12 +386,51 @@ class GenerationMixin:
         return scales, {
             "denoiser_terms": [t for t in terms if t.key in free],
             "classifier_terms": [t for t in terms if t.key not in free],
+            "joint_cells": self._seen_combinations(assignment, interpolation),
             "classifiers_to_train": {
                 k: space.extra[k]
                 for k in keys
                 if k not in self.condition_keys and k not in self._auxiliary_guidance
             },
         }
+
+    def _seen_combinations(
+        self, assignment: pd.DataFrame, interpolation: Interpolation | None = None
+    ) -> np.ndarray | None:
+        """Cells whose combination of the denoiser's conditions has at least
+        :data:`JOINT_GUIDANCE_MIN_CELLS` training cells (with interpolation, at both ends):
+        the joint conditional model knows these combinations, and how their conditions
+        interact; other cells compose the conditions one by one. None with fewer than two
+        denoiser conditions, where both are the same."""
+        keys = self._denoiser_conditions
+        if len(keys) < 2:
+            return None
+        training = self._reference()[keys]
+        counts = training.value_counts(sort=False)
+        seen = set(counts.index[counts.to_numpy() >= JOINT_GUIDANCE_MIN_CELLS])
+
+        def known(values: pd.DataFrame) -> np.ndarray:
+            rows = values[keys].astype(object).itertuples(index=False, name=None)
+            return np.fromiter((row in seen for row in rows), dtype=bool, count=len(values))
+
+        if interpolation is None or interpolation.key not in keys:
+            return known(assignment)
+        ends = [
+            known(assignment.assign(**{interpolation.key: value}))
+            for value in (interpolation.source, interpolation.target)
+        ]
+        return ends[0] & ends[1]
+
+    def _analogy(
+        self, own: pd.DataFrame, target: pd.DataFrame, scales: dict[str, float]
+    ) -> Analogy | None:
+        """Counterfactuals toward combinations the denoiser never saw, guided by analogy with
+        the groups that show the change (:func:`plan_analogy`); None without classifier-free
+        guidance of two conditions or more."""
+        keys = self._denoiser_conditions
+        if len(keys) < 2:
+            return None
+        return plan_analogy(own, target, keys, self._reference()[keys], scales)
 
     @property
     def _denoiser_conditions(self) -> list[str]:
@@ -421,7 +480,11 @@ class GenerationMixin:
             settings.n_steps, start_time=start_time, spacing=SAMPLER_SPACING[settings.sampler]
         )
         couple = keep_source_counts and settings.output == "counts"
-        params = self._generation_params(settings, len(timesteps), scales, None)
+        own = own_conditions(cells, assignment)
+        analogy = self._analogy(own, assignment, scales)
+        params = self._generation_params(
+            settings, len(timesteps), scales, None, guidance["joint_cells"], analogy
+        )
         params["library_size"] = "kept from the source cells"
         params["counterfactual"] = counterfactual_record(
             requested.columns,
@@ -442,8 +505,76 @@ class GenerationMixin:
             source_counts=cells.counts if couple else None,
             # classifier guidance has an unconditional denoiser: no terms, a plain inversion
             inversion_terms=inversion_terms(self._denoiser_conditions, cells, assignment, space),
+            inversion_joint_cells=self._seen_combinations(own),
+            analogy=analogy,
             **guidance,
         )
+
+    def _train_on_demand(self, plan: GenerationPlan, progress_bar: bool) -> None:
+        """Train the guidance classifiers that the plan needs and the model lacks."""
+        for key, categories in plan.classifiers_to_train.items():
+            if key not in self._auxiliary_guidance:
+                classifier = self._train_auxiliary_classifier(key, categories, progress_bar)
+                self._auxiliary_guidance[key] = (classifier, categories)
+
+    def _reaching_start_time(
+        self, settings: SamplingSettings, source: ad.AnnData, roles, conditions, guidance_scale
+    ) -> tuple[int, dict]:
+        """The lowest start time of :data:`COUNTERFACTUAL_START_TIMES` at which the
+        counterfactuals reach the requested conditions, by the model's own account.
+
+        On at most :data:`START_TIME_PROBE_CELLS` source cells (drawn with the seed), the
+        model generates new cells for each cell's target conditions with the same guidance
+        (its own idea of the target) and counterfactuals at each start time in turn, and
+        stops at the first whose mean latent covers :data:`START_TIME_REACHED` of the way
+        from the source cells' mean latent to the new cells' (:func:`latent_progress`); if
+        none does, the one that goes furthest. Deterministic under ``seed`` (seed 0 without
+        one). Returns the start time and what ``uns`` records of the search.
+        """
+        seed = 0 if settings.seed is None else settings.seed
+        probe_settings = dataclasses.replace(settings, output="normalized", seed=seed)
+        probe = probe_cells(source, START_TIME_PROBE_CELLS, seed)
+
+        def plan_at(start_time: int) -> GenerationPlan:
+            return self._plan_counterfactual(
+                probe_settings, probe, roles, conditions, start_time, guidance_scale
+            )
+
+        def sampled(plan: GenerationPlan) -> np.ndarray:
+            classifiers = [self._guidance_classifier(t.key) for t in plan.classifier_terms]
+            batches = self._sample_batches(plan, classifiers, progress_bar=False)
+            return np.vstack([z for z, _ in batches])
+
+        first = plan_at(COUNTERFACTUAL_START_TIMES[0])
+        self._train_on_demand(first, progress_bar=False)
+        with torch.no_grad():
+            origin = self.module.diffusion.unstandardize(first.start_latents).cpu().numpy()
+        new_cells = dataclasses.replace(
+            first,
+            timesteps=self.module.schedule.sampling_timesteps(
+                settings.n_steps, spacing=SAMPLER_SPACING[settings.sampler]
+            ),
+            start_latents=None,
+            inversion_terms=None,
+        )
+        target = sampled(new_cells)
+        progress = {}
+        for start_time in COUNTERFACTUAL_START_TIMES:
+            plan = first if start_time == COUNTERFACTUAL_START_TIMES[0] else plan_at(start_time)
+            progress[start_time] = latent_progress(origin, sampled(plan), target)
+            if progress[start_time] >= START_TIME_REACHED:
+                chosen = start_time
+                break
+        else:
+            chosen = max(progress, key=progress.get)
+        return chosen, {
+            "rule": (
+                f"the lowest start time at which the counterfactuals' mean latent covers "
+                f"{START_TIME_REACHED:g} of the way from the source cells' to that of new cells "
+                f"of the requested conditions ({probe.n_obs} source cells)"
+            ),
+            "progress": {str(k): round(float(v), 4) for k, v in progress.items()},
+        }
 
     def _condition_space(self) -> ConditionSpace:
         """What generation can be conditioned on: the registered conditions, and the other
@@ -462,9 +593,16 @@ class GenerationMixin:
         return ConditionSpace(registered, self.condition_roles, extra)
 
     def _generation_params(
-        self, settings: SamplingSettings, n_steps: int, scales: dict, interpolation
+        self,
+        settings: SamplingSettings,
+        n_steps: int,
+        scales: dict,
+        interpolation,
+        joint_cells: np.ndarray | None = None,
+        analogy: Analogy | None = None,
     ) -> dict:
-        """What the output's ``uns['scdiffusion']`` records of the generation."""
+        """What the output's ``uns['scdiffusion']`` records of the generation (with several
+        denoiser conditions, how many cells each kind of guidance steered)."""
         params = {
             "guidance": self.guidance,
             "sampler": settings.sampler,
@@ -477,6 +615,8 @@ class GenerationMixin:
             params["seed"] = int(settings.seed)
         if interpolation is not None:
             params["interpolation"] = interpolation.params()
+        if len(self._denoiser_conditions) > 1:
+            params["guided"] = guided_counts(joint_cells, analogy)
         return params
 
     def _batch_categories(self) -> pd.Index:

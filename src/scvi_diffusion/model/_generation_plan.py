@@ -28,6 +28,7 @@ from .._constants import (
 )
 from .._validation import check_number, check_seed, one_of, positive_int
 from ..diffusion import SAMPLERS
+from ._analogy import Analogy
 from ._conditions import ConditionSpace, draw_reference_cells
 
 
@@ -129,6 +130,16 @@ class GenerationPlan:
     """How start latents reach the first timestep: None noises them (interpolation); a list
     inverts them with DDIM under these guidance terms, the source cells' own conditions
     (counterfactuals)."""
+    joint_cells: np.ndarray | None = None
+    """Cells whose classifier-free guidance is joint, not compositional (see
+    :class:`~scvi_diffusion.diffusion.ClassifierFreeGuidance`): those whose combination of
+    conditions the denoiser was trained on; None: none of them."""
+    inversion_joint_cells: np.ndarray | None = None
+    """The same for the inversion, under the source cells' own conditions."""
+    analogy: Analogy | None = None
+    """Counterfactuals toward combinations never seen in training: the cells guided by
+    analogy with other groups (see :mod:`~scvi_diffusion.model._analogy`), which take
+    precedence over ``joint_cells``."""
 
     @property
     def n_cells(self) -> int:

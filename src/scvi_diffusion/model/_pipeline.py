@@ -16,8 +16,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._constants import LATENT_OBSM_KEY, NORMALIZED_TARGET_SUM, PARAMS_UNS_KEY
-from ..diffusion import ClassifierFreeGuidance, ClassifierGuidance, ddim_invert, run_sampler
+from ..diffusion import (
+    AnalogyGuidance,
+    ClassifierFreeGuidance,
+    ClassifierGuidance,
+    ddim_invert,
+    run_sampler,
+)
 from ..module._count_sampling import coupled_counts, sample_counts, to_csr
+from ._analogy import Analogy
 from ._generation_plan import GenerationPlan, GuidanceTerm
 from ._streaming import write_h5ad_in_batches
 
@@ -37,17 +44,57 @@ def seeded(seed: int | None, device: torch.device):
         yield
 
 
-def _denoiser_epsilon(module, terms: list[GuidanceTerm], rows: slice, device):
-    """The denoiser's noise prediction, guided classifier-free by ``terms`` if any."""
+def _denoiser_epsilon(
+    module,
+    terms: list[GuidanceTerm],
+    rows: slice,
+    device,
+    joint_cells: np.ndarray | None,
+    analogy: Analogy | None = None,
+):
+    """The denoiser's noise prediction, guided classifier-free by ``terms`` if any: by
+    analogy for the analogy's cells, joint for the other ``joint_cells``, compositional for
+    the rest."""
     denoiser = module.diffusion.denoiser
     if not terms:
         return denoiser
-    return ClassifierFreeGuidance(
-        denoiser,
-        denoiser.null_labels,
-        [torch.as_tensor(term.weights[rows], device=device) for term in terms],
-        [term.scale for term in terms],
-    )
+    weights = [torch.as_tensor(term.weights[rows], device=device) for term in terms]
+    scales = [term.scale for term in terms]
+    n_cells = rows.stop - rows.start
+    modes = np.zeros(n_cells, dtype=np.int64)  # 0 compositional, 1 joint, 2 analogy
+    if joint_cells is not None:
+        modes[joint_cells[rows]] = 1
+    if analogy is not None:
+        modes[analogy.cells[rows]] = 2
+    guides = {}
+    for mode in np.unique(modes):
+        if mode == 2:
+            labels = (
+                torch.as_tensor(values, device=device)
+                for values in (
+                    analogy.base[rows],
+                    analogy.target[:, rows],
+                    analogy.source[:, rows],
+                )
+            )
+            coefficients = torch.as_tensor(analogy.coefficients[:, rows], device=device)
+            guides[mode] = AnalogyGuidance(denoiser, *labels, coefficients)
+        else:
+            composition = ("compositional", "joint")[mode]
+            guides[mode] = ClassifierFreeGuidance(
+                denoiser, denoiser.null_labels, weights, scales, composition
+            )
+    if len(guides) == 1:
+        return next(iter(guides.values()))
+    which = torch.as_tensor(modes, device=device).unsqueeze(-1)
+
+    def mixed(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps = torch.zeros_like(x)
+        for mode, guide in guides.items():
+            eps = torch.where(which == int(mode), guide(x, t), eps)
+        return eps
+
+    return mixed
 
 
 def _guided_epsilon(module, plan: GenerationPlan, classifiers, rows: slice, device):
@@ -58,7 +105,10 @@ def _guided_epsilon(module, plan: GenerationPlan, classifiers, rows: slice, devi
         [term.scale for term in plan.classifier_terms],
         module.guidance.horizon,
     )
-    return _denoiser_epsilon(module, plan.denoiser_terms, rows, device), guidance
+    epsilon = _denoiser_epsilon(
+        module, plan.denoiser_terms, rows, device, plan.joint_cells, plan.analogy
+    )
+    return epsilon, guidance
 
 
 def _start(module, plan: GenerationPlan, rows: slice, device, callback) -> torch.Tensor:
@@ -72,7 +122,7 @@ def _start(module, plan: GenerationPlan, rows: slice, device, callback) -> torch
         t0 = torch.full((n_cells,), plan.timesteps[0], device=device, dtype=torch.long)
         return module.schedule.q_sample(plan.start_latents[rows], t0)
     return ddim_invert(
-        _denoiser_epsilon(module, plan.inversion_terms, rows, device),
+        _denoiser_epsilon(module, plan.inversion_terms, rows, device, plan.inversion_joint_cells),
         module.schedule,
         plan.start_latents[rows],
         plan.timesteps[::-1],

@@ -1,0 +1,73 @@
+"""Which counterfactuals are guided jointly, by analogy or compositionally."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scvi_diffusion.model._analogy import guided_counts, plan_analogy
+
+PATIENTS = ["P1", "P2", "P3", "P4"]
+DRUGS = ["ctrl", "drug"]
+
+
+def training_cells(sizes: dict) -> pd.DataFrame:
+    rows = [(p, d) for (p, d), n in sizes.items() for _ in range(n)]
+    frame = pd.DataFrame(rows, columns=["patient", "drug"])
+    return frame.assign(
+        patient=pd.Categorical(frame["patient"], categories=PATIENTS),
+        drug=pd.Categorical(frame["drug"], categories=DRUGS),
+    )
+
+
+def cells(values: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(values, columns=["patient", "drug"])
+
+
+# P3's treated cells are held out; P4 has too few treated cells to show the change
+TRAINING = training_cells(
+    {
+        ("P1", "ctrl"): 30,
+        ("P1", "drug"): 20,
+        ("P2", "ctrl"): 40,
+        ("P2", "drug"): 50,
+        ("P3", "ctrl"): 30,
+        ("P4", "ctrl"): 30,
+        ("P4", "drug"): 5,
+    }
+)
+KEYS = ["patient", "drug"]
+SCALES = {"patient": 1.5, "drug": 3.0}
+
+
+def test_an_unseen_combination_takes_the_change_from_the_groups_that_show_it():
+    own = cells([("P3", "ctrl"), ("P1", "ctrl"), ("P4", "ctrl")])
+    target = own.assign(drug="drug")
+    analogy = plan_analogy(own, target, KEYS, TRAINING, SCALES)
+    # P3 -> drug is unseen: by analogy; P1 -> drug is seen (joint); P4 -> drug has 5 cells,
+    # fewer than the joint model needs, so by analogy too
+    np.testing.assert_array_equal(analogy.cells, [True, False, True])
+    np.testing.assert_array_equal(analogy.base, [[2, 0], [0, 0], [3, 0]])
+    # the groups with both values seen, the best covered first: P2 (40, 50), then P1 (30, 20)
+    np.testing.assert_array_equal(analogy.target[:, 0], [[1, 1], [0, 1]])
+    np.testing.assert_array_equal(analogy.source[:, 0], [[1, 0], [0, 0]])
+    np.testing.assert_allclose(analogy.coefficients[:, 0], [1.5, 1.5])  # scale 3 over 2
+    np.testing.assert_allclose(analogy.coefficients[:, 1], [0.0, 0.0])
+    joint = np.array([False, True, False])
+    assert guided_counts(joint, analogy) == {"joint": 1, "analogy": 2, "compositional": 0}
+
+
+@pytest.mark.parametrize(
+    ("own", "target"),
+    [
+        (("P3", "drug"), ("P3", "ctrl")),  # the own combination is unseen
+        (("P1", "drug"), ("P1", "drug")),  # nothing changes
+        (("P3", None), ("P3", "drug")),  # the own value is unknown
+    ],
+)
+def test_no_analogy_without_a_seen_starting_point(own, target):
+    assert plan_analogy(cells([own]), cells([target]), KEYS, TRAINING, SCALES) is None
+    assert guided_counts(np.array([False]), None) == {
+        "joint": 0,
+        "analogy": 0,
+        "compositional": 1,
+    }
