@@ -373,3 +373,31 @@ def test_counterfactual_scores_of_known_changes():
     assert perfect["source_r2_top"] < 0.5 < perfect["r2_top"]
     with pytest.raises(ValueError, match="one counterfactual per source cell"):
         counterfactual_scores(source, ad.AnnData(changed[:3]), truth)
+
+
+def test_the_start_time_search_probes_some_cells_with_their_own_requests(
+    two_factor_model, monkeypatch
+):
+    """On more source cells than the probe takes, per-cell requests are cut to the probe's
+    cells; the search is deterministic under the seed, and the chosen start is recorded."""
+    import scvi_diffusion.model._generation_mixin as generation
+
+    monkeypatch.setattr(generation, "START_TIME_PROBE_CELLS", 7)
+    source = two_factor_model.adata[:20].copy()
+    per_cell = ["stimulated", "control"] * 10
+    runs = [
+        two_factor_model.generate(source=source, conditions=request, seed=3, **GEN)
+        for request in (
+            {"tissue": per_cell},
+            {"tissue": per_cell},
+            pd.DataFrame({"tissue": per_cell}, index=source.obs_names),
+        )
+    ]
+    assert list(runs[0].obs["tissue"]) == per_cell
+    records = [run.uns["scdiffusion"]["counterfactual"] for run in runs]
+    assert records[0] == records[1] == records[2]
+    assert "(7 source cells)" in records[0]["start_time_search"]["rule"]
+    assert records[0]["start_time"] in {
+        int(t) for t in records[0]["start_time_search"]["progress"]
+    }
+    assert (runs[0].X != runs[1].X).nnz == 0

@@ -10,7 +10,7 @@ a counterfactual plan that need no model; the model encodes the cells
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import anndata as ad
@@ -183,13 +183,26 @@ def check_counterfactual_arguments(n: int | None, interpolate, source: ad.AnnDat
         )
 
 
-def probe_cells(source: ad.AnnData, n_cells: int, seed: int) -> ad.AnnData:
-    """At most ``n_cells`` of the source cells, drawn without replacement with ``seed`` (all
-    of them, in order, if there are no more)."""
-    if source.n_obs <= n_cells:
-        return source
-    rows = np.sort(np.random.default_rng(seed).choice(source.n_obs, n_cells, replace=False))
-    return source[rows]
+def probe_rows(n_cells: int, n_probe: int, seed: int) -> np.ndarray | None:
+    """At most ``n_probe`` of ``n_cells`` source cells, drawn without replacement with
+    ``seed``, in order; None when there are no more than that (all of them)."""
+    if n_cells <= n_probe:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n_cells, n_probe, replace=False))
+
+
+def probe_request(value, rows: np.ndarray | None, n_cells: int):
+    """A ``generate`` request (one value, one value per source cell, a dict of either, or a
+    table) cut to the probe's ``rows``."""
+    if rows is None or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return {key: probe_request(item, rows, n_cells) for key, item in value.items()}
+    if isinstance(value, pd.DataFrame | pd.Series):
+        return value.iloc[rows] if len(value) == n_cells else value
+    if isinstance(value, Sequence | np.ndarray | pd.Categorical) and len(value) == n_cells:
+        return np.asarray(value, dtype=object)[rows]
+    return value
 
 
 def latent_progress(source: np.ndarray, moved: np.ndarray, target: np.ndarray) -> float:

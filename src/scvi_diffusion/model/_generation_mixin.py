@@ -36,7 +36,8 @@ from ._counterfactual import (
     inversion_terms,
     latent_progress,
     own_conditions,
-    probe_cells,
+    probe_request,
+    probe_rows,
     source_cells,
 )
 from ._generation_plan import (
@@ -533,7 +534,11 @@ class GenerationMixin:
         """
         seed = 0 if settings.seed is None else settings.seed
         probe_settings = dataclasses.replace(settings, output="normalized", seed=seed)
-        probe = probe_cells(source, START_TIME_PROBE_CELLS, seed)
+        rows = probe_rows(source.n_obs, START_TIME_PROBE_CELLS, seed)
+        probe = source if rows is None else source[rows]
+        roles, conditions = (
+            probe_request(value, rows, source.n_obs) for value in (roles, conditions)
+        )
 
         def plan_at(start_time: int) -> GenerationPlan:
             return self._plan_counterfactual(
