@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scvi_diffusion.model._analogy import guided_counts, plan_analogy
+from scvi_diffusion.model._analogy import TrainingCombinations, guided_counts, plan_analogy
 
 PATIENTS = ["P1", "P2", "P3", "P4"]
 DRUGS = ["ctrl", "drug"]
@@ -36,13 +36,14 @@ TRAINING = training_cells(
     }
 )
 KEYS = ["patient", "drug"]
+COMBINATIONS = TrainingCombinations.of(TRAINING, KEYS)
 SCALES = {"patient": 1.5, "drug": 3.0}
 
 
 def test_an_unseen_combination_takes_the_change_from_the_groups_that_show_it():
     own = cells([("P3", "ctrl"), ("P1", "ctrl"), ("P4", "ctrl")])
     target = own.assign(drug="drug")
-    analogy = plan_analogy(own, target, KEYS, TRAINING, SCALES)
+    analogy = plan_analogy(own, target, COMBINATIONS, SCALES)
     # P3 -> drug is unseen: by analogy; P1 -> drug is seen (joint); P4 -> drug has 5 cells,
     # fewer than the joint model needs, so by analogy too
     np.testing.assert_array_equal(analogy.cells, [True, False, True])
@@ -65,7 +66,7 @@ def test_an_unseen_combination_takes_the_change_from_the_groups_that_show_it():
     ],
 )
 def test_no_analogy_without_a_seen_starting_point(own, target):
-    assert plan_analogy(cells([own]), cells([target]), KEYS, TRAINING, SCALES) is None
+    assert plan_analogy(cells([own]), cells([target]), COMBINATIONS, SCALES) is None
     assert guided_counts(np.array([False]), None) == {
         "joint": 0,
         "analogy": 0,

@@ -43,28 +43,56 @@ class Analogy:
     ``(n_groups, n_cells)``."""
 
 
-def _codes(frame: pd.DataFrame, keys: Sequence[str], categories: Mapping) -> np.ndarray:
-    """Condition codes of each row in the training categories (-1 where missing)."""
-    return np.stack(
-        [
-            pd.Categorical(frame[key].astype(object), categories=categories[key]).codes
-            for key in keys
-        ],
-        axis=1,
-    ).astype(np.int64)
+@dataclass(frozen=True)
+class TrainingCombinations:
+    """How many training cells each combination of the denoiser's conditions has, as tuples
+    of condition codes (the denoiser's labels)."""
+
+    keys: tuple[str, ...]
+    categories: dict[str, pd.Index]
+    counts: Counter
+
+    @classmethod
+    def of(cls, training: pd.DataFrame, keys: Sequence[str]) -> TrainingCombinations:
+        """The combinations of ``training`` (categorical columns ``keys``)."""
+        keys = tuple(keys)
+        categories = {key: training[key].cat.categories for key in keys}
+        combinations = cls(keys, categories, Counter())
+        combinations.counts.update(map(tuple, combinations.codes(training).tolist()))
+        return combinations
+
+    @property
+    def seen(self) -> set[tuple]:
+        """The combinations with at least :data:`JOINT_GUIDANCE_MIN_CELLS` training cells and
+        no missing value: those the joint conditional model knows."""
+        return {c for c, n in self.counts.items() if n >= JOINT_GUIDANCE_MIN_CELLS and min(c) >= 0}
+
+    def codes(self, frame: pd.DataFrame) -> np.ndarray:
+        """Condition codes of each row of ``frame`` (-1 where missing or unknown)."""
+        return np.stack(
+            [
+                pd.Categorical(frame[key].astype(object), categories=self.categories[key]).codes
+                for key in self.keys
+            ],
+            axis=1,
+        ).astype(np.int64)
+
+    def known(self, frame: pd.DataFrame) -> np.ndarray:
+        """Which rows of ``frame`` are a seen combination."""
+        seen = self.seen
+        return np.array([row in seen for row in map(tuple, self.codes(frame).tolist())], bool)
 
 
 def plan_analogy(
     own: pd.DataFrame,
     target: pd.DataFrame,
-    keys: Sequence[str],
-    training: pd.DataFrame,
+    combinations: TrainingCombinations,
     scales: Mapping[str, float],
 ) -> Analogy | None:
     """Which cells to guide by analogy, and with which groups.
 
-    A cell qualifies when its own combination of the denoiser's conditions ``keys`` has at
-    least :data:`JOINT_GUIDANCE_MIN_CELLS` training cells and its requested one has fewer, and
+    A cell qualifies when its own combination of the denoiser's conditions has at least
+    :data:`JOINT_GUIDANCE_MIN_CELLS` training cells and its requested one has fewer, and
     some other group shows the change: a combination of the unchanged conditions seen
     (with as many cells) with both the cell's own and the requested values of the changed
     ones. Up to :data:`ANALOGY_MAX_GROUPS` such groups are used, those with the most cells
@@ -74,10 +102,8 @@ def plan_analogy(
     ----------
     own, target
         Each cell's own and requested values of every denoiser condition.
-    keys
-        The denoiser's conditions, in its order.
-    training
-        The training cells' values of those conditions (categorical columns).
+    combinations
+        The training cells' combinations of the denoiser's conditions.
     scales
         Guidance scale of every condition.
 
@@ -86,11 +112,8 @@ def plan_analogy(
     Analogy or None
         None when no cell qualifies.
     """
-    keys = list(keys)
-    categories = {key: training[key].cat.categories for key in keys}
-    counts = Counter(map(tuple, _codes(training, keys, categories).tolist()))
-    seen = {combination for combination, n in counts.items() if n >= JOINT_GUIDANCE_MIN_CELLS}
-    own_codes, target_codes = (_codes(frame, keys, categories) for frame in (own, target))
+    keys, counts, seen = combinations.keys, combinations.counts, combinations.seen
+    own_codes, target_codes = (combinations.codes(frame) for frame in (own, target))
     n_cells = len(own_codes)
     plans: dict[tuple, list[tuple[tuple, tuple]]] = {}
     for pair in set(zip(map(tuple, own_codes), map(tuple, target_codes), strict=True)):

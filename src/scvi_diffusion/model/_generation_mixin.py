@@ -20,14 +20,13 @@ from .._constants import (
     COUNTERFACTUAL_START_TIMES,
     DEFAULT_GUIDANCE_SCALES,
     DEFAULT_INTERPOLATION_START_TIME,
-    JOINT_GUIDANCE_MIN_CELLS,
     SOURCE_CELL_KEY,
     START_TIME_PROBE_CELLS,
     START_TIME_REACHED,
 )
 from .._validation import check_bool
 from ..diffusion import SAMPLER_SPACING
-from ._analogy import Analogy, guided_counts, plan_analogy
+from ._analogy import Analogy, TrainingCombinations, guided_counts, plan_analogy
 from ._conditions import ConditionSpace, draw_reference_cells, parse_requests
 from ._counterfactual import (
     check_counterfactual_arguments,
@@ -403,21 +402,13 @@ class GenerationMixin:
         the joint conditional model knows these combinations, and how their conditions
         interact; other cells compose the conditions one by one. None with fewer than two
         denoiser conditions, where both are the same."""
-        keys = self._denoiser_conditions
-        if len(keys) < 2:
+        combinations = self._training_combinations()
+        if combinations is None:
             return None
-        training = self._reference()[keys]
-        counts = training.value_counts(sort=False)
-        seen = set(counts.index[counts.to_numpy() >= JOINT_GUIDANCE_MIN_CELLS])
-
-        def known(values: pd.DataFrame) -> np.ndarray:
-            rows = values[keys].astype(object).itertuples(index=False, name=None)
-            return np.fromiter((row in seen for row in rows), dtype=bool, count=len(values))
-
-        if interpolation is None or interpolation.key not in keys:
-            return known(assignment)
+        if interpolation is None or interpolation.key not in combinations.keys:
+            return combinations.known(assignment)
         ends = [
-            known(assignment.assign(**{interpolation.key: value}))
+            combinations.known(assignment.assign(**{interpolation.key: value}))
             for value in (interpolation.source, interpolation.target)
         ]
         return ends[0] & ends[1]
@@ -428,10 +419,20 @@ class GenerationMixin:
         """Counterfactuals toward combinations the denoiser never saw, guided by analogy with
         the groups that show the change (:func:`plan_analogy`); None without classifier-free
         guidance of two conditions or more."""
+        combinations = self._training_combinations()
+        if combinations is None:
+            return None
+        return plan_analogy(own, target, combinations, scales)
+
+    def _training_combinations(self) -> TrainingCombinations | None:
+        """The training cells' combinations of the denoiser's conditions, counted once per
+        model (None with fewer than two denoiser conditions)."""
         keys = self._denoiser_conditions
         if len(keys) < 2:
             return None
-        return plan_analogy(own, target, keys, self._reference()[keys], scales)
+        if self._combinations is None:
+            self._combinations = TrainingCombinations.of(self._reference()[keys], keys)
+        return self._combinations
 
     @property
     def _denoiser_conditions(self) -> list[str]:
@@ -540,33 +541,31 @@ class GenerationMixin:
             probe_request(value, rows, source.n_obs) for value in (roles, conditions)
         )
 
-        def plan_at(start_time: int) -> GenerationPlan:
-            return self._plan_counterfactual(
-                probe_settings, probe, roles, conditions, start_time, guidance_scale
-            )
+        plan = self._plan_counterfactual(
+            probe_settings, probe, roles, conditions, COUNTERFACTUAL_START_TIMES[0], guidance_scale
+        )
+        self._train_on_demand(plan, progress_bar=False)
+        spacing = SAMPLER_SPACING[settings.sampler]
 
-        def sampled(plan: GenerationPlan) -> np.ndarray:
-            classifiers = [self._guidance_classifier(t.key) for t in plan.classifier_terms]
-            batches = self._sample_batches(plan, classifiers, progress_bar=False)
+        def sampled(start_time: int | None) -> np.ndarray:
+            """Latents of the probe's counterfactuals from ``start_time``; with None, of new
+            cells of the requested conditions (from noise, with the same guidance)."""
+            timesteps = self.module.schedule.sampling_timesteps(
+                settings.n_steps, start_time=start_time, spacing=spacing
+            )
+            run = dataclasses.replace(plan, timesteps=timesteps)
+            if start_time is None:
+                run = dataclasses.replace(run, start_latents=None, inversion_terms=None)
+            classifiers = [self._guidance_classifier(t.key) for t in run.classifier_terms]
+            batches = self._sample_batches(run, classifiers, progress_bar=False)
             return np.vstack([z for z, _ in batches])
 
-        first = plan_at(COUNTERFACTUAL_START_TIMES[0])
-        self._train_on_demand(first, progress_bar=False)
         with torch.no_grad():
-            origin = self.module.diffusion.unstandardize(first.start_latents).cpu().numpy()
-        new_cells = dataclasses.replace(
-            first,
-            timesteps=self.module.schedule.sampling_timesteps(
-                settings.n_steps, spacing=SAMPLER_SPACING[settings.sampler]
-            ),
-            start_latents=None,
-            inversion_terms=None,
-        )
-        target = sampled(new_cells)
+            origin = self.module.diffusion.unstandardize(plan.start_latents).cpu().numpy()
+        target = sampled(None)
         progress = {}
         for start_time in COUNTERFACTUAL_START_TIMES:
-            plan = first if start_time == COUNTERFACTUAL_START_TIMES[0] else plan_at(start_time)
-            progress[start_time] = latent_progress(origin, sampled(plan), target)
+            progress[start_time] = latent_progress(origin, sampled(start_time), target)
             if progress[start_time] >= START_TIME_REACHED:
                 chosen = start_time
                 break

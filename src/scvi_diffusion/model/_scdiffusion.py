@@ -29,6 +29,7 @@ from .._constants import (
 from .._scvi_internals import SETUP_ARGS_KEY
 from .._validation import validate_counts
 from ..module import ConditionClassifiersModule, ScDiffusionModule
+from ._analogy import TrainingCombinations
 from ._architecture import Architecture
 from ._conditions import (
     check_condition_columns,
@@ -186,6 +187,8 @@ class ScDiffusion(
         self.init_params_ = self._get_init_params({**locals(), **architecture.as_arguments()})
         self._auxiliary_guidance: dict[str, tuple[ConditionClassifiersModule, pd.Index]] = {}
         self._reference_table: pd.DataFrame | None = None
+        # the training cells' combinations of conditions, counted on first use
+        self._combinations: TrainingCombinations | None = None
         self.stage_seconds_: dict[str, float] = {}
         # stages whose weights are trained and current (saved with the model)
         self.trained_stages_: list[str] = []
