@@ -1,10 +1,15 @@
-"""Which counterfactuals are guided jointly, by analogy or compositionally."""
+"""Which cells are guided jointly, by analogy or compositionally."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from scvi_diffusion.model._analogy import TrainingCombinations, guided_counts, plan_analogy
+from scvi_diffusion.model._analogy import (
+    TrainingCombinations,
+    guided_counts,
+    plan_analogy,
+    plan_new_cell_analogy,
+)
 
 PATIENTS = ["P1", "P2", "P3", "P4"]
 DRUGS = ["ctrl", "drug"]
@@ -72,3 +77,36 @@ def test_no_analogy_without_a_seen_starting_point(own, target):
         "analogy": 0,
         "compositional": 1,
     }
+
+
+def test_new_cells_of_an_unseen_combination_start_from_the_neighbour_most_groups_explain():
+    """(P3, drug): its neighbour (P3, ctrl) changes the drug, which two patients show; (P1,
+    drug) or (P2, drug) would change the patient, which only the control group shows."""
+    target = cells([("P3", "drug"), ("P1", "drug"), ("P4", "drug")])
+    analogy = plan_new_cell_analogy(target, COMBINATIONS, SCALES)
+    # (P1, drug) is seen: joint guidance, not analogy
+    np.testing.assert_array_equal(analogy.cells, [True, False, True])
+    np.testing.assert_array_equal(analogy.base[[0, 2]], [[2, 0], [3, 0]])
+    # the drug's change from P2 and P1 (scale 3 over 2), then the patient sharpened given
+    # the neighbour: (P3, ctrl) against (P3 dropped, ctrl) at scale 1.5 - 1
+    np.testing.assert_array_equal(analogy.target[:, 0], [[1, 1], [0, 1], [2, 0]])
+    np.testing.assert_array_equal(analogy.source[:, 0], [[1, 0], [0, 0], [4, 0]])
+    np.testing.assert_allclose(analogy.coefficients[:, 0], [1.5, 1.5, 0.5])
+    assert guided_counts(np.array([False, True, False]), analogy) == {
+        "joint": 1,
+        "analogy": 2,
+        "compositional": 0,
+    }
+
+
+def test_new_cells_keep_compositional_guidance_without_a_neighbour_that_groups_explain():
+    # no patient has both a seen control and a seen treated slice besides P3 itself
+    training = TrainingCombinations.of(
+        training_cells({("P1", "ctrl"): 30, ("P2", "ctrl"): 30, ("P3", "drug"): 30}), KEYS
+    )
+    assert plan_new_cell_analogy(cells([("P1", "drug")]), training, SCALES) is None
+    # a scale of 1 sharpens nothing: only the change's pairs
+    analogy = plan_new_cell_analogy(
+        cells([("P3", "drug")]), COMBINATIONS, {**SCALES, "patient": 1.0}
+    )
+    np.testing.assert_allclose(analogy.coefficients[:, 0], [1.5, 1.5])

@@ -1,4 +1,4 @@
-"""Counterfactuals toward a combination never seen in training, by analogy with other groups.
+"""Cells of a combination never seen in training, by analogy with other groups.
 
 A patient's cells under a drug that no treated cell of that patient showed the model: the
 denoiser knows the patient's own combination (its control cells) and, in other patients, both
@@ -8,6 +8,11 @@ change the requested conditions make in the other groups (``J(own) + s * mean_g 
 target) - J(g, own)]``, an analogy: the patient is to its treated self as the other patients
 are to theirs). Composing the conditions one by one instead confounds the change with the
 groups that happen to carry it: there, "treated" also means "another patient".
+
+New cells of such a combination are generated the same way from its nearest seen neighbour
+(the patient's control combination), with the conditions that stay sharpened as joint
+guidance sharpens them, since no source cell gives them their identity
+(:func:`plan_new_cell_analogy`).
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ class Analogy:
     source: np.ndarray
     """The same groups with the cell's own values, ``(n_groups, n_cells, n_conditions)``."""
     coefficients: np.ndarray
-    """``scale / n_groups of the cell`` for each group a cell uses, 0 for padding,
-    ``(n_groups, n_cells)``."""
+    """``scale / n_groups of the cell`` for each group a cell uses, ``scale - 1`` for each
+    sharpening pair of a new cell (the own combination, and it without one kept condition),
+    0 for padding, ``(n_groups, n_cells)``."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ def plan_analogy(
     combinations: TrainingCombinations,
     scales: Mapping[str, float],
 ) -> Analogy | None:
-    """Which cells to guide by analogy, and with which groups.
+    """Which counterfactuals to guide by analogy, and with which groups.
 
     A cell qualifies when its own combination of the denoiser's conditions has at least
     :data:`JOINT_GUIDANCE_MIN_CELLS` training cells and its requested one has fewer, and
@@ -112,29 +118,120 @@ def plan_analogy(
     Analogy or None
         None when no cell qualifies.
     """
-    keys, counts, seen = combinations.keys, combinations.counts, combinations.seen
     own_codes, target_codes = (combinations.codes(frame) for frame in (own, target))
+    return _plan(own_codes, target_codes, combinations, scales, sharpen_kept=False)
+
+
+def plan_new_cell_analogy(
+    target: pd.DataFrame, combinations: TrainingCombinations, scales: Mapping[str, float]
+) -> Analogy | None:
+    """Which new cells to generate by analogy, from which seen neighbour, with which groups.
+
+    A cell asked for a combination with fewer than :data:`JOINT_GUIDANCE_MIN_CELLS` training
+    cells is generated from its nearest seen one: the requested combination with one
+    condition changed, the one whose change the most groups show (then the best-covered
+    one). Unlike a counterfactual, which takes its identity from its source cell, a new cell
+    has only the guidance to give it the conditions that stay: each is sharpened given the
+    neighbour (``(s_k - 1) * (J(own) - J(own without k))``, as joint guidance does).
+
+    Parameters
+    ----------
+    target
+        Each cell's requested value of every denoiser condition.
+    combinations
+        The training cells' combinations of the denoiser's conditions.
+    scales
+        Guidance scale of every condition.
+
+    Returns
+    -------
+    Analogy or None
+        None when no cell qualifies (every requested combination seen, or none with a seen
+        neighbour whose change another group shows).
+    """
+    target_codes = combinations.codes(target)
+    own_codes = target_codes.copy()
+    for combination in {tuple(row) for row in target_codes.tolist()}:
+        neighbour = _seen_neighbour(combination, combinations)
+        if neighbour is not None:
+            own_codes[(target_codes == combination).all(axis=1)] = neighbour
+    return _plan(own_codes, target_codes, combinations, scales, sharpen_kept=True)
+
+
+def _seen_neighbour(target: tuple, combinations: TrainingCombinations) -> tuple | None:
+    """The seen combination one condition away from an unseen ``target`` whose change to it
+    the most groups show (ties: the most training cells, then the first condition and value);
+    None if ``target`` is seen, incomplete or has no such neighbour."""
+    seen, counts = combinations.seen, combinations.counts
+    if target in seen or min(target) < 0:
+        return None
+    best, best_rank = None, None
+    for k, key in enumerate(combinations.keys):
+        for value in range(len(combinations.categories[key])):
+            own = (*target[:k], value, *target[k + 1 :])
+            if value == target[k] or own not in seen:
+                continue
+            rank = (len(_groups(own, target, seen, counts)), counts[own])
+            if rank[0] > 0 and (best_rank is None or rank > best_rank):
+                best, best_rank = own, rank
+    return best
+
+
+def _plan(
+    own_codes: np.ndarray,
+    target_codes: np.ndarray,
+    combinations: TrainingCombinations,
+    scales: Mapping[str, float],
+    sharpen_kept: bool,
+) -> Analogy | None:
+    """The analogy of cells with condition codes ``own_codes`` asked for ``target_codes``:
+    each cell's (requested, own) pairs of labels and their coefficients, padded to one
+    count of pairs; with ``sharpen_kept``, the unchanged conditions' sharpening terms too."""
+    keys, counts, seen = combinations.keys, combinations.counts, combinations.seen
     n_cells = len(own_codes)
-    plans: dict[tuple, list[tuple[tuple, tuple]]] = {}
-    for pair in set(zip(map(tuple, own_codes), map(tuple, target_codes), strict=True)):
-        plans[pair] = _groups(*pair, seen, counts)
-    used = [plans[(tuple(o), tuple(t))] for o, t in zip(own_codes, target_codes, strict=True)]
-    cells = np.array([bool(groups) for groups in used])
+    changes = {
+        pair: _groups(*pair, seen, counts)
+        for pair in set(zip(map(tuple, own_codes), map(tuple, target_codes), strict=True))
+    }
+    pairs: list[list[tuple[tuple, tuple, float]]] = []
+    for own, target in zip(map(tuple, own_codes), map(tuple, target_codes), strict=True):
+        groups = changes[(own, target)]
+        if not groups:
+            pairs.append([])
+            continue
+        changed = [key for key, a, b in zip(keys, own, target, strict=True) if a != b]
+        scale = float(np.mean([scales[key] for key in changed]))
+        cell = [(to, back, scale / len(groups)) for to, back in groups]
+        if sharpen_kept:
+            cell += _sharpening(own, combinations, scales, changed)
+        pairs.append(cell)
+    cells = np.array([bool(cell) for cell in pairs])
     if not cells.any():
         return None
-    n_groups = max(len(groups) for groups in used)
-    target_labels = np.repeat(own_codes[None], n_groups, axis=0)
+    n_pairs = max(len(cell) for cell in pairs)
+    target_labels = np.repeat(own_codes[None], n_pairs, axis=0)
     source_labels = target_labels.copy()
-    coefficients = np.zeros((n_groups, n_cells), dtype=np.float32)
-    for i, groups in enumerate(used):
-        if not groups:
-            continue
-        changed = own_codes[i] != target_codes[i]
-        scale = float(np.mean([scales[key] for key, c in zip(keys, changed, strict=True) if c]))
-        for j, (to, back) in enumerate(groups):
+    coefficients = np.zeros((n_pairs, n_cells), dtype=np.float32)
+    for i, cell in enumerate(pairs):
+        for j, (to, back, coefficient) in enumerate(cell):
             target_labels[j, i], source_labels[j, i] = to, back
-            coefficients[j, i] = scale / len(groups)
+            coefficients[j, i] = coefficient
     return Analogy(cells, own_codes, target_labels, source_labels, coefficients)
+
+
+def _sharpening(
+    own: tuple, combinations: TrainingCombinations, scales: Mapping[str, float], changed
+) -> list[tuple[tuple, tuple, float]]:
+    """Joint guidance's sharpening of each unchanged condition given ``own``: pairs (own,
+    own with that condition dropped to the denoiser's null label) at ``scale - 1``."""
+    terms = []
+    for k, key in enumerate(combinations.keys):
+        if key in changed or scales[key] == 1.0:
+            continue
+        dropped = list(own)
+        dropped[k] = len(combinations.categories[key])  # the denoiser's null label
+        terms.append((own, tuple(dropped), scales[key] - 1.0))
+    return terms
 
 
 def _groups(own: tuple, target: tuple, seen: set, counts: Counter) -> list[tuple[tuple, tuple]]:
