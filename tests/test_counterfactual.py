@@ -18,6 +18,7 @@ from scvi_diffusion.model._counterfactual import (
     SourceCells,
     counterfactual_sampler,
     inversion_terms,
+    latent_progress,
 )
 from scvi_diffusion.module._count_sampling import coupled_counts
 
@@ -401,3 +402,14 @@ def test_the_start_time_search_probes_some_cells_with_their_own_requests(
         int(t) for t in records[0]["start_time_search"]["progress"]
     }
     assert (runs[0].X != runs[1].X).nnz == 0
+
+
+def test_latent_progress_measures_the_move_along_the_change_between_new_cells():
+    source = np.zeros((4, 2))
+    moved = np.tile([[1.0, 5.0]], (4, 1))  # across the change does not count
+    target = np.tile([[3.0, 0.0]], (4, 1))
+    assert latent_progress(source, moved, target) == pytest.approx(1 / 3)
+    # new cells of the own conditions sit at 1: the change is 2 long, of which 1 is moved
+    start = np.tile([[1.0, 0.0]], (4, 1))
+    assert latent_progress(source, moved, target, start) == pytest.approx(0.5)
+    assert latent_progress(source, moved, start, start) == 1.0  # no change: reached

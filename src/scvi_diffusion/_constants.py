@@ -68,8 +68,9 @@ that reaches the requested conditions by the model's own account (see
 :data:`START_TIME_REACHED`); a low start keeps more of each cell, a high one gives a large
 change room (docs/benchmarks.md, "Real perturbations")."""
 START_TIME_REACHED = 0.8
-"""Share of the way from the source cells' mean latent to that of new cells generated for the
-requested conditions that counterfactuals must cover for a start time to count as reaching."""
+"""Share of the change between new cells of the requested conditions and new cells of the
+source cells' own ones (mean latents, the same guidance) that counterfactuals must move for a
+start time to count as reaching."""
 START_TIME_PROBE_CELLS = 1000
 """Source cells (at most) the start-time search runs on; the counterfactuals of all source
 cells then run once, at the start time found."""

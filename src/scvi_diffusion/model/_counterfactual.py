@@ -205,12 +205,14 @@ def probe_request(value, rows: np.ndarray | None, n_cells: int):
     return value
 
 
-def latent_progress(source: np.ndarray, moved: np.ndarray, target: np.ndarray) -> float:
-    """How far ``moved`` cells went from ``source`` toward ``target``, along the line between
-    their mean latents: the projection of the mean shift of ``moved`` on that of ``target``,
-    as a share of the latter (0: not moved, 1: as far as the target)."""
+def latent_progress(
+    source: np.ndarray, moved: np.ndarray, target: np.ndarray, start: np.ndarray | None = None
+) -> float:
+    """How far ``moved`` cells went from ``source`` along the change from ``start`` to
+    ``target`` (by default from ``source``), between mean latents: the projection of the mean
+    shift of ``moved`` on that change, as a share of it (0: not moved, 1: as far)."""
     origin = source.mean(axis=0)
-    direction = target.mean(axis=0) - origin
+    direction = target.mean(axis=0) - (origin if start is None else start.mean(axis=0))
     length = float(direction @ direction)
     if length == 0.0:
         return 1.0

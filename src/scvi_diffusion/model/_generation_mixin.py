@@ -545,12 +545,14 @@ class GenerationMixin:
         counterfactuals reach the requested conditions, by the model's own account.
 
         On at most :data:`START_TIME_PROBE_CELLS` source cells (drawn with the seed), the
-        model generates new cells for each cell's target conditions with the same guidance
-        (its own idea of the target) and counterfactuals at each start time in turn, and
-        stops at the first whose mean latent covers :data:`START_TIME_REACHED` of the way
-        from the source cells' mean latent to the new cells' (:func:`latent_progress`); if
-        none does, the one that goes furthest. Deterministic under ``seed`` (seed 0 without
-        one). Returns the start time and what ``uns`` records of the search.
+        model generates new cells for each cell's target conditions and for its own ones,
+        with the same guidance (its own idea of the change), and counterfactuals at each
+        start time in turn, and stops at the first whose mean latent moved from the source
+        cells' at least :data:`START_TIME_REACHED` as far along the change as the new cells
+        differ (:func:`latent_progress`); if none does, the one that goes furthest. With
+        classifier guidance (whose denoiser knows no condition) the change is measured from
+        the source cells' mean latent to the new target cells'. Deterministic under ``seed``
+        (seed 0 without one). Returns the start time and what ``uns`` records of the search.
         """
         seed = 0 if settings.seed is None else settings.seed
         probe_settings = dataclasses.replace(settings, output="normalized", seed=seed)
@@ -566,13 +568,13 @@ class GenerationMixin:
         self._train_on_demand(plan, progress_bar=False)
         spacing = SAMPLER_SPACING[settings.sampler]
 
-        def sampled(start_time: int | None) -> np.ndarray:
-            """Latents of the probe's counterfactuals from ``start_time``; with None, of new
-            cells of the requested conditions (from noise, with the same guidance)."""
+        def sampled(run: GenerationPlan, start_time: int | None) -> np.ndarray:
+            """Latents of ``run``'s counterfactuals from ``start_time``; with None, of new
+            cells of its conditions (from noise, with the same guidance)."""
             timesteps = self.module.schedule.sampling_timesteps(
                 settings.n_steps, start_time=start_time, spacing=spacing
             )
-            run = dataclasses.replace(plan, timesteps=timesteps)
+            run = dataclasses.replace(run, timesteps=timesteps)
             if start_time is None:
                 run = dataclasses.replace(run, start_latents=None, inversion_terms=None)
             classifiers = [self._guidance_classifier(t.key) for t in run.classifier_terms]
@@ -581,20 +583,24 @@ class GenerationMixin:
 
         with torch.no_grad():
             origin = self.module.diffusion.unstandardize(plan.start_latents).cpu().numpy()
-        target = sampled(None)
+        target = sampled(plan, None)
+        own = _own_plan(plan)
+        start = origin if own is None else sampled(own, None)
         progress = {}
         for start_time in COUNTERFACTUAL_START_TIMES:
-            progress[start_time] = latent_progress(origin, sampled(start_time), target)
+            moved = sampled(plan, start_time)
+            progress[start_time] = latent_progress(origin, moved, target, start)
             if progress[start_time] >= START_TIME_REACHED:
                 chosen = start_time
                 break
         else:
             chosen = max(progress, key=progress.get)
+        change = "the source cells'" if own is None else "new cells of their own conditions"
         return chosen, {
             "rule": (
-                f"the lowest start time at which the counterfactuals' mean latent covers "
-                f"{START_TIME_REACHED:g} of the way from the source cells' to that of new cells "
-                f"of the requested conditions ({probe.n_obs} source cells)"
+                f"the lowest start time at which the counterfactuals' mean latent moves at least "
+                f"{START_TIME_REACHED:g} as far as new cells of the requested conditions differ "
+                f"from {change} ({probe.n_obs} source cells)"
             ),
             "progress": {str(k): round(float(v), 4) for k, v in progress.items()},
         }
@@ -679,3 +685,21 @@ class GenerationMixin:
     def _sample_batches(self, plan: GenerationPlan, classifiers, progress_bar: bool):
         """Run the plan's sampling, batch by batch (see :func:`sample_plan`)."""
         return sample_plan(self.module, plan, classifiers, self.device, progress_bar)
+
+
+def _own_plan(plan: GenerationPlan) -> GenerationPlan | None:
+    """New cells of each counterfactual's own conditions, guided as ``plan`` guides its
+    targets (the inversion's terms at the target terms' scales, joint where the own
+    combination was seen); None with classifier guidance, whose inversion takes no
+    condition."""
+    if not plan.inversion_terms:
+        return None
+    scales = {term.key: term.scale for term in plan.denoiser_terms}
+    terms = [dataclasses.replace(t, scale=scales[t.key]) for t in plan.inversion_terms]
+    return dataclasses.replace(
+        plan,
+        denoiser_terms=terms,
+        classifier_terms=[],
+        joint_cells=plan.inversion_joint_cells,
+        analogy=None,
+    )
