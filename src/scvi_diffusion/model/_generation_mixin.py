@@ -144,9 +144,9 @@ class GenerationMixin:
             lower keeps more of each cell's state, higher gives the new conditions more room
             (and, past the right amount, exaggerates them). Default for counterfactuals: the
             lowest of 100, 200, 300, 400, 600 and 800 at which they reach the requested
-            conditions by the model's own account (their mean latent covers 80% of the way
-            from the source cells' to that of new cells of those conditions), found on at
-            most 1,000 of the source cells and recorded in
+            conditions by the model's own account (their mean latent moves 80% as far as new
+            cells of those conditions differ from new cells of the source cells' own ones),
+            found on at most 1,000 of the source cells and recorded in
             ``uns['scdiffusion']['counterfactual']`` (``docs/benchmarks.md``, "Real
             perturbations").
         keep_source_counts
