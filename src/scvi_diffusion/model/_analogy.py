@@ -150,11 +150,16 @@ def plan_new_cell_analogy(
         neighbour whose change another group shows).
     """
     target_codes = combinations.codes(target)
-    own_codes = target_codes.copy()
-    for combination in {tuple(row) for row in target_codes.tolist()}:
-        neighbour = _seen_neighbour(combination, combinations)
-        if neighbour is not None:
-            own_codes[(target_codes == combination).all(axis=1)] = neighbour
+    # one search per distinct combination: generate() may ask for millions of cells
+    unique, inverse = np.unique(target_codes, axis=0, return_inverse=True)
+    neighbours = [_seen_neighbour(tuple(row), combinations) for row in unique.tolist()]
+    if all(neighbour is None for neighbour in neighbours):
+        return None
+    own_unique = np.array(
+        [row if n is None else n for row, n in zip(unique.tolist(), neighbours, strict=True)],
+        dtype=target_codes.dtype,
+    )
+    own_codes = own_unique[inverse.ravel()]
     return _plan(own_codes, target_codes, combinations, scales, sharpen_kept=True)
 
 
@@ -220,7 +225,10 @@ def _plan(
 
 
 def _sharpening(
-    own: tuple, combinations: TrainingCombinations, scales: Mapping[str, float], changed
+    own: tuple,
+    combinations: TrainingCombinations,
+    scales: Mapping[str, float],
+    changed: Sequence[str],
 ) -> list[tuple[tuple, tuple, float]]:
     """Joint guidance's sharpening of each unchanged condition given ``own``: pairs (own,
     own with that condition dropped to the denoiser's null label) at ``scale - 1``."""
