@@ -46,7 +46,6 @@ import numpy as np
 import pandas as pd
 import scvi
 from _common import QUIET, SHARED_DATA, decoded, machine_line, timed_train
-from sklearn.metrics import r2_score
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
@@ -57,6 +56,8 @@ from scvi_diffusion.metrics import (
     shared_space,
     wasserstein2,
 )
+from scvi_diffusion.metrics._counterfactual import _mean_change_scores
+from scvi_diffusion.metrics._markers import _log_expression
 
 warnings.filterwarnings("ignore")
 
@@ -132,25 +133,14 @@ def pseudobulk(adata: ad.AnnData) -> np.ndarray:
 
 def log_mean(adata: ad.AnnData) -> np.ndarray:
     """Mean log-normalised expression (each cell scaled to 10,000 counts, then log1p)."""
-    counts = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
-    library = np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
-    return np.log1p(counts / library * 1e4).mean(axis=0)
+    return _log_expression(adata, adata.var_names, 1e4).mean(axis=0)
 
 
 def mean_scores(source, cells, truth, expression=log_mean, prefix: str = "") -> dict:
     """The mean-expression scores of :func:`counterfactual_scores` (R^2 over all genes and
     the 100 that change most, the fold-change slope over them) on ``expression`` of each
     set, for cells that need not be one per source cell."""
-    s, c, t = expression(source), expression(cells), expression(truth)
-    true_change, change = t - s, c - s
-    top = np.argsort(-np.abs(true_change), kind="stable")[:100]
-    scores = {
-        "r2_all": r2_score(t, c),
-        "r2_top": r2_score(t[top], c[top]),
-        "source_r2_all": r2_score(t, s),
-        "source_r2_top": r2_score(t[top], s[top]),
-        "lfc_slope": float(true_change[top] @ change[top] / (true_change[top] @ true_change[top])),
-    }
+    scores = _mean_change_scores(expression(source), expression(cells), expression(truth), 100)
     return {f"{prefix}{k}": v for k, v in scores.items()}
 
 

@@ -39,6 +39,26 @@ def _pairing(counterfactual: np.ndarray, reference: np.ndarray) -> dict[str, flo
     return {"own": float(own.mean()), "other": float(others.mean()), "retrieval": matched.mean()}
 
 
+def _mean_change_scores(
+    source_mean: np.ndarray, cells_mean: np.ndarray, truth_mean: np.ndarray, n_top_genes: int
+) -> dict[str, float]:
+    """The mean-expression half of :func:`counterfactual_scores`, from each set's mean
+    expression per gene (any number of cells in each set)."""
+    true_change = truth_mean - source_mean
+    top = np.argsort(-np.abs(true_change), kind="stable")[:n_top_genes]
+    change = cells_mean - source_mean
+    return {
+        "r2_all": r2_score(truth_mean, cells_mean),
+        "r2_top": r2_score(truth_mean[top], cells_mean[top]),
+        "source_r2_all": r2_score(truth_mean, source_mean),
+        "source_r2_top": r2_score(truth_mean[top], source_mean[top]),
+        "lfc_slope": _through_origin_slope(true_change[top], change[top]),
+        "lfc_pearson": float(np.corrcoef(true_change[top], change[top])[0, 1])
+        if np.ptp(change[top]) > 0 and np.ptp(true_change[top]) > 0
+        else float("nan"),
+    }
+
+
 def counterfactual_scores(
     source: ad.AnnData,
     counterfactual: ad.AnnData,
@@ -126,22 +146,10 @@ def counterfactual_scores(
     source_log, counterfactual_log, truth_log = (
         _log_expression(adata, genes, target_sum) for adata in (source, counterfactual, truth)
     )
-    source_mean, counterfactual_mean, truth_mean = (
-        values.mean(axis=0) for values in (source_log, counterfactual_log, truth_log)
+    scores = _mean_change_scores(
+        *(values.mean(axis=0) for values in (source_log, counterfactual_log, truth_log)),
+        n_top_genes,
     )
-    true_change = truth_mean - source_mean
-    top = np.argsort(-np.abs(true_change), kind="stable")[:n_top_genes]
-    change = counterfactual_mean - source_mean
-    scores = {
-        "r2_all": r2_score(truth_mean, counterfactual_mean),
-        "r2_top": r2_score(truth_mean[top], counterfactual_mean[top]),
-        "source_r2_all": r2_score(truth_mean, source_mean),
-        "source_r2_top": r2_score(truth_mean[top], source_mean[top]),
-        "lfc_slope": _through_origin_slope(true_change[top], change[top]),
-        "lfc_pearson": float(np.corrcoef(true_change[top], change[top])[0, 1])
-        if np.ptp(change[top]) > 0 and np.ptp(true_change[top]) > 0
-        else float("nan"),
-    }
     pairing = _pairing(counterfactual_log, source_log)
     scores.update({f"{k}_source_correlation": pairing[k] for k in ("own", "other")})
     scores["source_retrieval"] = pairing["retrieval"]
