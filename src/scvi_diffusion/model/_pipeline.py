@@ -54,47 +54,54 @@ def _denoiser_epsilon(
 ):
     """The denoiser's noise prediction, guided classifier-free by ``terms`` if any: by
     analogy for the analogy's cells, joint for the other ``joint_cells``, compositional for
-    the rest."""
+    the rest. A batch that mixes them runs each guidance on its own cells only."""
     denoiser = module.diffusion.denoiser
     if not terms:
         return denoiser
-    weights = [torch.as_tensor(term.weights[rows], device=device) for term in terms]
-    scales = [term.scale for term in terms]
     n_cells = rows.stop - rows.start
     modes = np.zeros(n_cells, dtype=np.int64)  # 0 compositional, 1 joint, 2 analogy
     if joint_cells is not None:
         modes[joint_cells[rows]] = 1
     if analogy is not None:
         modes[analogy.cells[rows]] = 2
-    guides = {}
-    for mode in np.unique(modes):
-        if mode == 2:
-            labels = (
-                torch.as_tensor(values, device=device)
-                for values in (
-                    analogy.base[rows],
-                    analogy.target[:, rows],
-                    analogy.source[:, rows],
-                )
-            )
-            coefficients = torch.as_tensor(analogy.coefficients[:, rows], device=device)
-            guides[mode] = AnalogyGuidance(denoiser, *labels, coefficients)
-        else:
-            composition = ("compositional", "joint")[mode]
-            guides[mode] = ClassifierFreeGuidance(
-                denoiser, denoiser.null_labels, weights, scales, composition
-            )
-    if len(guides) == 1:
-        return next(iter(guides.values()))
-    which = torch.as_tensor(modes, device=device).unsqueeze(-1)
+    present = np.unique(modes)
+    if len(present) == 1:
+        return _guide(denoiser, int(present[0]), terms, analogy, rows, device)
+    cells_of = [np.flatnonzero(modes == mode) for mode in present]
+    guides = [
+        (
+            torch.as_tensor(cells, device=device),
+            _guide(denoiser, int(mode), terms, analogy, rows.start + cells, device),
+        )
+        for mode, cells in zip(present, cells_of, strict=True)
+    ]
 
     def mixed(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        eps = torch.zeros_like(x)
-        for mode, guide in guides.items():
-            eps = torch.where(which == int(mode), guide(x, t), eps)
+        eps = torch.empty_like(x)
+        for cells, guide in guides:
+            eps[cells] = guide(x[cells], t[cells])
         return eps
 
     return mixed
+
+
+def _guide(denoiser, mode: int, terms: list[GuidanceTerm], analogy, index, device):
+    """One kind of classifier-free guidance (``mode``: 0 compositional, 1 joint, 2 analogy)
+    of the cells at ``index`` (a slice or positions in the plan)."""
+    if mode == 2:
+        labels = (
+            torch.as_tensor(values, device=device)
+            for values in (analogy.base[index], analogy.target[:, index], analogy.source[:, index])
+        )
+        coefficients = torch.as_tensor(analogy.coefficients[:, index], device=device)
+        return AnalogyGuidance(denoiser, *labels, coefficients)
+    return ClassifierFreeGuidance(
+        denoiser,
+        denoiser.null_labels,
+        [torch.as_tensor(term.weights[index], device=device) for term in terms],
+        [term.scale for term in terms],
+        ("compositional", "joint")[mode],
+    )
 
 
 def _guided_epsilon(module, plan: GenerationPlan, classifiers, rows: slice, device):
