@@ -134,9 +134,7 @@ class ClassifierFreeGuidance:
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.labels is None:
             return self.denoiser(x, t)
-        n_passes = self.coefficients.shape[0]
-        eps = self.denoiser(x.repeat(n_passes, 1), t.repeat(n_passes), self.labels)
-        return (eps.view(n_passes, *x.shape) * self.coefficients).sum(0)
+        return _weighted_passes(self.denoiser, self.labels, self.coefficients, x, t)
 
 
 class AnalogyGuidance:
@@ -174,9 +172,15 @@ class AnalogyGuidance:
         self.coefficients = torch.cat([ones, coefficients, -coefficients]).unsqueeze(-1)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        n_passes = self.coefficients.shape[0]
-        eps = self.denoiser(x.repeat(n_passes, 1), t.repeat(n_passes), self.labels)
-        return (eps.view(n_passes, *x.shape) * self.coefficients).sum(0)
+        return _weighted_passes(self.denoiser, self.labels, self.coefficients, x, t)
+
+
+def _weighted_passes(denoiser, labels, coefficients, x: torch.Tensor, t: torch.Tensor):
+    """``sum_p coefficients[p] * eps(x, t, labels[p])``: the passes, one per label set of
+    ``labels`` (stacked), run as one batch; ``coefficients`` is ``(n_passes, n_cells, 1)``."""
+    n_passes = coefficients.shape[0]
+    eps = denoiser(x.repeat(n_passes, 1), t.repeat(n_passes), labels)
+    return (eps.view(n_passes, *x.shape) * coefficients).sum(0)
 
 
 def _top_two(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
