@@ -64,12 +64,15 @@ def test_plots_write_figures(real_and_synthetic, frame, tmp_path):
     real, syn = real_and_synthetic
     fig = pl.gene_moments(real, syn, save=str(tmp_path / "moments.png"))
     assert len(fig.axes) == 2 and "Spearman" in fig.axes[0].get_title()
+    fig = pl.count_moments(real, syn, save=str(tmp_path / "counts.png"))
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "linear"]
+    assert "median |ln(synthetic / real)|" in fig.axes[1].get_title()
     fig = pl.metrics_summary(frame, save=str(tmp_path / "summary.png"))
     assert len(fig.axes) == 8
     fig = pl.metrics_summary(frame, group="CD14+ Monocyte")
     fig = pl.umap_real_vs_synthetic(real, syn, color="cell_type", save=str(tmp_path / "u.png"))
     assert len(fig.axes) >= 2
-    for name in ("moments.png", "summary.png", "u.png"):
+    for name in ("moments.png", "counts.png", "summary.png", "u.png"):
         assert (tmp_path / name).stat().st_size > 1000
     matplotlib.pyplot.close("all")
 

@@ -31,6 +31,8 @@ METRICS = [
     "mean_variance_slope_real",
     "mean_variance_slope_synthetic",
     "dispersion_mae",
+    "variance_log_ratio",
+    "zero_fraction_log_ratio",
 ]
 
 
@@ -312,6 +314,46 @@ def test_count_checks_see_doubled_libraries_and_poisson_slope():
     assert twice["dispersion_mae"] == pytest.approx(np.log10(2), abs=0.01)
     assert baseline["dispersion_mae"] < 0.1
     assert baseline["zero_fraction_gene_corr"] > 0.95
+
+
+def test_per_gene_log_ratios_known_answer():
+    from scvi_diffusion.metrics._counts import _per_gene_log_ratios
+
+    # gene 2 never varies in the real cells, so only its zero fractions count
+    real = np.array([[0, 0, 5], [0, 0, 5], [1, 0, 5], [2, 1, 5]], dtype=float)
+    synthetic = np.array([[1, 0, 0], [1, 0, 5], [3, 0, 5], [5, 1, 5]], dtype=float)
+    ratios = _per_gene_log_ratios(real, synthetic)
+    real_var = real.var(axis=0, ddof=1)[:2]
+    synthetic_var = synthetic.var(axis=0, ddof=1)[:2]
+    assert ratios["variance_log_ratio"] == pytest.approx(
+        np.median(np.abs(np.log(synthetic_var / real_var)))
+    )
+    # smoothed zero fractions (zeros + 0.5) / 5: real 0.5, 0.7, 0.1; synthetic 0.1, 0.7, 0.3,
+    # so the log ratios are ln 5, 0 and ln 3
+    assert ratios["zero_fraction_log_ratio"] == pytest.approx(np.log(3))
+
+
+def test_per_gene_log_ratios_see_doubled_counts_and_overdispersion():
+    real = _poisson_cells(n_cells=2000, seed=0)
+    doubled = real.copy()
+    doubled.X = doubled.X * 2
+    twice = metrics.count_checks(real, doubled)
+    # every variance quadruples and no zero moves
+    assert twice["variance_log_ratio"] == pytest.approx(np.log(4), abs=1e-6)
+    assert twice["zero_fraction_log_ratio"] == 0
+    same = metrics.count_checks(real, _poisson_cells(n_cells=2000, seed=1))
+    assert same["variance_log_ratio"] < 0.1 and same["zero_fraction_log_ratio"] < 0.05
+    # negative binomial counts of the same means: more variance and more zeros
+    rng = np.random.default_rng(2)
+    means = np.asarray(real.X.mean(axis=0)).ravel()
+    theta = 0.5
+    nb = real.copy()
+    nb.X = sparse.csr_matrix(
+        rng.negative_binomial(theta, theta / (theta + means), size=real.shape).astype(np.float32)
+    )
+    overdispersed = metrics.count_checks(real, nb)
+    assert overdispersed["variance_log_ratio"] > 0.5
+    assert overdispersed["zero_fraction_log_ratio"] > 0.1
 
 
 # Evaluate and floor

@@ -13,7 +13,7 @@ AUTOENCODERS = ("scvi", "mlp")
 GUIDANCE_MODES = ("classifier", "classifier_free")
 GENE_LIKELIHOODS = ("poisson", "nb", "zinb")
 DISPERSIONS = ("gene", "gene-batch", "gene-cell")
-DEFAULT_GENE_LIKELIHOOD = "poisson"
+DEFAULT_GENE_LIKELIHOOD = "auto"
 DEFAULT_N_LATENT = {"scvi": 10, "mlp": 128}
 # classifier-free guidance reaches held-out combinations of conditions and keeps single
 # conditions realistic on data of thousands of cells, where classifier gradients push latents

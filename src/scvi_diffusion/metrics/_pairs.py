@@ -37,6 +37,8 @@ _COUNT_METRICS = (
     "mean_variance_slope_real",
     "mean_variance_slope_synthetic",
     "dispersion_mae",
+    "variance_log_ratio",
+    "zero_fraction_log_ratio",
 )
 
 
@@ -62,6 +64,8 @@ DIRECTIONS = {
     "mean_variance_slope_real": "none",
     "mean_variance_slope_synthetic": "match",
     "dispersion_mae": "lower",
+    "variance_log_ratio": "lower",
+    "zero_fraction_log_ratio": "lower",
 }
 
 # Metrics that count cells (a fraction of them, or a KS statistic between two sets of cells),

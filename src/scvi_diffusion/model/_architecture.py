@@ -101,10 +101,11 @@ class Architecture:
             autoencoder_kwargs=self.autoencoder_kwargs,
         )
 
-    def summary(self, condition_keys) -> str:
+    def summary(self, condition_keys, likelihood_from_data: bool = False) -> str:
         """One line for the model's repr."""
+        chosen = ", chosen from the data" if likelihood_from_data else ""
         described = {
-            "scvi": f"scVI autoencoder ({self.gene_likelihood} likelihood)",
+            "scvi": f"scVI autoencoder ({self.gene_likelihood} likelihood{chosen})",
             "mlp": "MLP autoencoder on log-normalised expression (scDiffusion paper)",
         }[self.autoencoder]
         return (

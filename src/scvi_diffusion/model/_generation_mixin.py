@@ -640,6 +640,10 @@ class GenerationMixin:
             "output": settings.output,
             "library_size": "drawn from training cells with the same conditions",
         }
+        if self._module_kwargs["autoencoder"] == "scvi":
+            params["gene_likelihood"] = self._module_kwargs["gene_likelihood"]
+        if getattr(self, "gene_likelihood_choice_", None) is not None:
+            params["gene_likelihood_choice"] = dict(self.gene_likelihood_choice_)
         if settings.seed is not None:
             params["seed"] = int(settings.seed)
         if interpolation is not None:
