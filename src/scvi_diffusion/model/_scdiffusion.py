@@ -21,6 +21,7 @@ from scvi.model.base import BaseModelClass, VAEMixin
 from scvi.utils import setup_anndata_dsp
 
 from .._constants import (
+    AUTOENCODERS,
     DEFAULT_CONDITION_DROPOUT,
     DEFAULT_GENE_LIKELIHOOD,
     GENE_LIKELIHOODS,
@@ -161,6 +162,7 @@ class ScDiffusion(
         autoencoder_kwargs: dict | None = None,
     ):
         super().__init__(adata)
+        one_of("autoencoder", autoencoder, AUTOENCODERS)
         one_of("gene_likelihood", gene_likelihood, ("auto", *GENE_LIKELIHOODS))
         # how "auto" was resolved (saved with the model, recorded in generated cells' uns)
         self.gene_likelihood_choice_: dict | None = None
