@@ -642,7 +642,7 @@ class GenerationMixin:
         }
         if self._module_kwargs["autoencoder"] == "scvi":
             params["gene_likelihood"] = self._module_kwargs["gene_likelihood"]
-        if getattr(self, "gene_likelihood_choice_", None) is not None:
+        if self.gene_likelihood_choice_ is not None:
             params["gene_likelihood_choice"] = dict(self.gene_likelihood_choice_)
         if settings.seed is not None:
             params["seed"] = int(settings.seed)

@@ -11,10 +11,10 @@ EXCESS_ZEROS_FOR_ZINB = 0.2
 """Median excess of zeros over Poisson at which ``gene_likelihood="auto"`` picks ZINB.
 
 Measured (``docs/benchmarks.md``, "Realism over unlike data"): UMI counts of droplet and
-plate protocols score -0.002 to 0.06 at 200 to 5,000 cells (bundled PBMCs, PBMC3K,
-glioblastoma slices, CellBench CEL-seq2 and Drop-seq), where a Poisson decoder is as good as
-or better than a negative binomial; full-length Smart-seq2 read counts score 0.49, where only
-a zero-inflated negative binomial gets the zeros right.
+plate protocols score -0.01 to 0.09 at 100 cells to all (bundled PBMCs, PBMC3K, glioblastoma
+slices, CellBench CEL-seq2 and Drop-seq), where a Poisson decoder is as good as or better than
+a negative binomial; full-length Smart-seq2 read counts score 0.48 to 0.51, where only a
+zero-inflated negative binomial gets the zeros right.
 """
 MAX_CELLS = 5000
 """Cells the statistic looks at (a seeded random subset beyond this): it is a per-gene share,
@@ -32,12 +32,12 @@ def excess_zeros(counts, random_state: int = 0) -> float:
     """How far zeros exceed what Poisson sampling of each cell's neighbourhood would give.
 
     Each cell's expected expression is that of its ``N_NEIGHBORS`` nearest other cells (PCA of
-    log-normalised highly variable genes), pooled: the neighbours' counts of the gene over
-    their total counts, times the cell's own total. Under Poisson sampling the gene is zero in
-    the cell with probability ``exp(-expected count)``. The statistic is the median over genes
-    of the observed fraction of zeros minus the mean of those probabilities: about 0 for
-    counts a Poisson decoder reproduces (within-neighbourhood variation adds a little), and a
-    large share of cells for dropout-prone full-length read counts.
+    the most variable genes of log-normalised expression), pooled: the neighbours' counts of
+    the gene over their total counts, times the cell's own total. Under Poisson sampling the
+    gene is zero in the cell with probability ``exp(-expected count)``. The statistic is the
+    median over genes of the observed fraction of zeros minus the mean of those probabilities:
+    about 0 for counts a Poisson decoder reproduces (within-neighbourhood variation adds a
+    little), and a large share of cells for dropout-prone full-length read counts.
 
     Parameters
     ----------
