@@ -1,10 +1,11 @@
 """Realism over unlike data: generated cells beside the autoencoder's ceiling and the real floor.
 
 ``python benchmarks/realism.py [--datasets pbmc68k pbmc3k cellbench acinar] [--seeds 0 1 2]
-[--model-kwargs '{"gene_likelihood": "nb"}'] [--label nb] [--scales 1.5]``, or ``make
-bench-realism``. For each dataset and seed: one held-out split, one training with the given
-model options (default: the defaults), then three rows, each scored against the held-out test
-cells by :func:`~scvi_diffusion.metrics.evaluate` (with per-gene counts) and
+[--model-kwargs '{"gene_likelihood": "nb"}'] [--train-kwargs '{"vae_epochs": 200}']
+[--label nb] [--scales 1.5] [--autoencoder-only]``, or ``make bench-realism``. For each dataset
+and seed: one held-out split, one training with the given model and training options (default:
+the defaults), then three rows, each scored against the held-out test cells by
+:func:`~scvi_diffusion.metrics.evaluate` (with per-gene counts) and
 :func:`~scvi_diffusion.metrics.marker_fold_changes`:
 
 - ``floor``: real training cells in the test cells' composition (the reference);
@@ -13,6 +14,10 @@ cells by :func:`~scvi_diffusion.metrics.evaluate` (with per-gene counts) and
 - ``generated``: new cells in the test composition at each guidance scale, with the k-NN AUC
   of their latents against the reference cells' latents (``latent_knn_auc``: the diffusion
   prior's own gap, 0.5 = none).
+
+``--autoencoder-only`` trains the autoencoder alone and writes the first two rows, plus the
+autoencoder row for a posterior draw instead of the mean (``autoencoder (draw)``): the probe
+of what lifts the ceiling.
 
 The datasets (``../shared/data``, see its README): the bundled PBMCs (10x, 700 cells, 30% held
 out), PBMC3K (10x, shallow; CFGen's published 80/20 split of genes in at least 30 cells),
@@ -38,6 +43,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scvi
+import torch
 from _common import PBMC3K, SHARED_DATA, decoded, machine_line, timed_train
 
 import scvi_diffusion
@@ -113,33 +119,58 @@ def scores(test: ad.AnnData, cells: ad.AnnData, reference: ad.AnnData, key: str,
     return record, floor
 
 
-def run(name: str, seed: int, model_kwargs: dict, label: str, scales, out: Path) -> None:
+def _decoded_cells(model, latents, reference: ad.AnnData, key: str, seed: int) -> ad.AnnData:
+    """``latents`` of the reference cells decoded with fresh counts at their library sizes."""
+    counts, _ = decoded(model, latents, reference, seed)
+    cells = ad.AnnData(counts, obs=reference.obs[[key]].copy(), var=reference.var[[]])
+    cells.obs_names = [f"decoded_{i}" for i in range(cells.n_obs)]
+    return cells
+
+
+def run(
+    name: str,
+    seed: int,
+    model_kwargs: dict,
+    label: str,
+    scales,
+    out: Path,
+    train_kwargs: dict | None = None,
+    autoencoder_only: bool = False,
+) -> None:
     keys = CONDITIONS[name]
     train, test, reference = split(name, load(name), seed)
     scvi.settings.seed = seed
     train = train.copy()
     ScDiffusion.setup_anndata(train, cell_type_key=keys[0], condition_keys=list(keys[1:]) or None)
     model = ScDiffusion(train, **model_kwargs)
-    train_seconds = timed_train(model, enable_progress_bar=False)
+    stages = {"stages": ["vae"]} if autoencoder_only else {}
+    train_seconds = timed_train(model, enable_progress_bar=False, **stages, **(train_kwargs or {}))
     common = {
         "dataset": name,
         "seed": seed,
         "label": label,
         "model_kwargs": json.dumps(model_kwargs),
+        "train_kwargs": json.dumps(train_kwargs or {}),
         "train_seconds": train_seconds,
         "n_train": train.n_obs,
         "n_test": test.n_obs,
         "n_genes": train.n_vars,
     }
     reference_latents = model.get_latent_representation(reference)
-    counts, _ = decoded(model, reference_latents, reference, seed)
-    autoencoder = ad.AnnData(counts, obs=reference.obs[[keys[0]]].copy(), var=reference.var[[]])
-    autoencoder.obs_names = [f"decoded_{i}" for i in range(autoencoder.n_obs)]
+    autoencoder = _decoded_cells(model, reference_latents, reference, keys[0], seed)
     record, floor = scores(test, autoencoder, reference, keys[0], seed)
     rows = [
         {"cells": "floor"} | floor,
         {"cells": "autoencoder"} | record,
     ]
+    if autoencoder_only:
+        torch.manual_seed(seed)
+        drawn = model.get_latent_representation(reference, give_mean=False)
+        cells = _decoded_cells(model, drawn, reference, keys[0], seed)
+        rows.append(
+            {"cells": "autoencoder (draw)"} | scores(test, cells, reference, keys[0], seed)[0]
+        )
+        scales = ()
     for scale in scales:
         started = time.perf_counter()
         cells = model.generate(
@@ -207,6 +238,8 @@ def main():
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--model-kwargs", type=json.loads, default={})
+    parser.add_argument("--train-kwargs", type=json.loads, default={})
+    parser.add_argument("--autoencoder-only", action="store_true")
     parser.add_argument("--label", default="default")
     parser.add_argument("--scales", type=float, nargs="+", default=[None])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/realism_runs.jsonl"))
@@ -215,7 +248,16 @@ def main():
     if not args.summarize_only:
         for seed in args.seeds:
             for name in args.datasets:
-                run(name, seed, args.model_kwargs, args.label, args.scales, args.out)
+                run(
+                    name,
+                    seed,
+                    args.model_kwargs,
+                    args.label,
+                    args.scales,
+                    args.out,
+                    args.train_kwargs,
+                    args.autoencoder_only,
+                )
     runs = pd.read_json(args.out, lines=True)
     (args.out.parent / "realism.md").write_text(summarize(runs))
 
