@@ -27,7 +27,8 @@ read counts, 827 genes, strongly overdispersed; conditioned on donor). Splits ho
 each stratum (PBMC3K: the published split).
 
 Appends one JSON line per row to ``--out`` (default ``benchmarks/results/realism_runs.jsonl``)
-and rewrites ``benchmarks/results/realism.md`` (means and spread over seeds) from all its rows.
+and rewrites the table beside it (``benchmarks/results/realism.md``: means and spread over
+seeds) from all its rows.
 ``--summarize-only`` rewrites the table without training.
 """
 
@@ -259,7 +260,9 @@ def main():
                     args.autoencoder_only,
                 )
     runs = pd.read_json(args.out, lines=True)
-    (args.out.parent / "realism.md").write_text(summarize(runs))
+    # the table sits beside its rows (realism_runs.jsonl -> realism.md), so a probe written to
+    # another file never rewrites the defaults' table
+    args.out.with_name(args.out.stem.removesuffix("_runs") + ".md").write_text(summarize(runs))
 
 
 if __name__ == "__main__":
