@@ -328,7 +328,14 @@ def _small_anndata():
     return make_anndata({**case, "condition": "categorical", "zero genes": False}, Path("."))
 
 
-SETUP_ARGUMENTS = ("layer", "cell_type_key", "tissue_key", "condition_keys", "batch_key")
+SETUP_ARGUMENTS = (
+    "layer",
+    "cell_type_key",
+    "tissue_key",
+    "condition_keys",
+    "batch_key",
+    "continuous_condition_keys",
+)
 
 
 @settings(PROPERTY, max_examples=150)

@@ -136,6 +136,7 @@ def _train(args: argparse.Namespace) -> int:
         tissue_key=args.tissue_key,
         condition_keys=args.condition_key,
         batch_key=args.batch_key,
+        continuous_condition_keys=args.continuous_condition_key or None,
     )
     model = ScDiffusion(adata, guidance=args.guidance)
     model.train(max_epochs=args.max_epochs)
@@ -146,14 +147,33 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _conditions(pairs: list[str]) -> dict[str, str]:
+def _value(key: str, value: str, continuous: list[str], option: str):
+    """A value from the command line: a number for a continuous condition, else the label."""
+    if key not in continuous:
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(
+            f"{option}: {key!r} is a continuous condition; give a number, got {value!r}."
+        ) from None
+
+
+def _conditions(pairs: list[str], continuous: list[str]) -> dict[str, object]:
     conditions = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--condition takes KEY=VALUE, got {pair!r}.")
-        conditions[key] = value
+        conditions[key] = _value(key, value, continuous, "--condition")
     return conditions
+
+
+def _interpolation(triple: list[str] | None, continuous: list[str]) -> dict | None:
+    if triple is None:
+        return None
+    key, *ends = triple
+    return {key: tuple(_value(key, end, continuous, "--interpolate") for end in ends)}
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -164,11 +184,14 @@ def _generate(args: argparse.Namespace) -> int:
         raise ValueError("--start-time applies to counterfactuals: give --source as well.")
     source = None if args.source is None else _read(args.source)
     model = ScDiffusion.load(args.model, adata=adata, accelerator=args.accelerator)
+    continuous = model.continuous_condition_keys
     synthetic = model.generate(
         n=args.n,
         cell_type=args.cell_type,
         tissue=args.tissue,
-        conditions=_conditions(args.condition) or None,
+        conditions=_conditions(args.condition, continuous) or None,
+        interpolate=_interpolation(args.interpolate, continuous),
+        n_points=args.n_points,
         source=source,
         start_time=args.start_time,
         keep_source_counts=args.keep_source_counts,
@@ -270,6 +293,13 @@ def _add_train_command(commands) -> None:
         default=[],
         help="Further obs column to condition on (repeat for several).",
     )
+    train.add_argument(
+        "--continuous-condition-key",
+        action="append",
+        default=[],
+        help="Numeric obs column to condition on as a value, e.g. time or dose (repeat for "
+        "several).",
+    )
     train.add_argument("--batch-key", help="Obs column with batches.")
     train.add_argument("--layer", help="Layer with the raw counts (default: X).")
     train.add_argument(
@@ -313,7 +343,20 @@ def _add_generate_command(commands) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="A condition to generate (repeat for several).",
+        help="A condition to generate (repeat for several); a number for a continuous condition.",
+    )
+    generate.add_argument(
+        "--interpolate",
+        nargs=3,
+        metavar=("KEY", "FROM", "TO"),
+        help="Cells along a condition from one value to another: Gradient Interpolation of a "
+        "categorical condition, a sweep of the value of a continuous one.",
+    )
+    generate.add_argument(
+        "--n-points",
+        type=int,
+        default=11,
+        help="With --interpolate: points along the way (default: 11).",
     )
     generate.add_argument(
         "--data", help="The training AnnData, if it was not saved with the model."

@@ -82,6 +82,8 @@ setup), whose fresh noise at every step would undo the inversion."""
 
 CONDITION_REGISTRY_PREFIX = "condition_"
 """Registry keys of condition fields are this prefix followed by the obs column name."""
+CONTINUOUS_REGISTRY_PREFIX = "continuous_"
+"""Registry keys of continuous condition fields: this prefix followed by the obs column name."""
 ROLE_KEYS = ("cell_type", "tissue")
 """Role names accepted as aliases for the registered obs columns."""
 LATENT_OBSM_KEY = "X_latent"
@@ -94,3 +96,8 @@ SOURCE_CELL_KEY = "source_cell"
 def condition_registry_key(obs_key: str) -> str:
     """Registry key of the categorical field that holds ``adata.obs[obs_key]``."""
     return f"{CONDITION_REGISTRY_PREFIX}{obs_key}"
+
+
+def continuous_registry_key(obs_key: str) -> str:
+    """Registry key of the field that holds the continuous condition ``adata.obs[obs_key]``."""
+    return f"{CONTINUOUS_REGISTRY_PREFIX}{obs_key}"

@@ -97,7 +97,8 @@ class ClassifierFreeGuidance:
     target_weights
         One ``(n_cells, n_classes)`` weight matrix per condition (rows sum to 1, at most two
         non-zero entries; a zero row gives that cell no target), or None for a condition that
-        is not guided.
+        is not guided; for a continuous condition, each cell's value ``(n_cells,)`` (NaN: no
+        target), which the denoiser takes after the categorical labels.
     scales
         One guidance scale per condition.
     composition
@@ -184,7 +185,12 @@ def _weighted_passes(denoiser, labels, coefficients, x: torch.Tensor, t: torch.T
 
 
 def _top_two(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two largest weights of each row and their classes, ``(2, n_cells)`` each."""
+    """The two largest weights of each row and their classes, ``(2, n_cells)`` each; for a
+    continuous condition (``weights`` is each cell's value), weight 1 on the value where it is
+    given and 0 on the second."""
+    if weights.ndim == 1:
+        given = (~torch.isnan(weights)).to(torch.float32)
+        return torch.stack([given, torch.zeros_like(given)]), torch.stack([weights, weights])
     top = weights.topk(min(2, weights.shape[1]), dim=1)
     values, classes = top.values.T, top.indices.T
     if values.shape[0] == 1:

@@ -23,6 +23,7 @@ from ._markers import marker_fold_changes
 from ._mixing import ilisi
 from ._space import SharedSpace, shared_space
 from ._trajectory import trajectory_progress
+from ._values import value_progress
 
 __all__ = [
     "SharedSpace",
@@ -42,6 +43,7 @@ __all__ = [
     "shared_space",
     "stratified_split",
     "trajectory_progress",
+    "value_progress",
     "variance_correlation",
     "verdicts",
     "wasserstein2",

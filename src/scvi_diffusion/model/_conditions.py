@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from .._constants import DEFAULT_N_CELLS
 from .._validation import check_key, positive_int
+from ._continuous import ValueRange, is_number, requested_values
 
 
 @dataclass
@@ -26,11 +27,14 @@ class ConditionSpace:
     extra
         Categories of obs columns of the training AnnData that were not registered; requests
         for them are honoured by a guidance classifier trained on demand.
+    values
+        Training statistics of every continuous condition, keyed by obs column.
     """
 
     categories: dict[str, pd.Index]
     roles: dict[str, str]
     extra: dict[str, pd.Index]
+    values: dict[str, ValueRange] = field(default_factory=dict)
 
     def resolve_key(self, key) -> str:
         """Obs column for a condition name (an obs column or a role alias)."""
@@ -38,13 +42,17 @@ class ConditionSpace:
             raise TypeError(
                 f"Condition names must be strings, got {key!r} ({type(key).__name__})."
             )
-        if key in self.categories:
+        if key in self.categories or key in self.values:
             return key
         if key in self.roles:
             return self.roles[key]
         if key in self.extra:
             return key
-        valid = list(self.categories) + [r for r in self.roles if r not in self.categories]
+        valid = (
+            list(self.categories)
+            + list(self.values)
+            + [r for r in self.roles if r not in self.categories]
+        )
         raise ValueError(
             f"Unknown condition {key!r}. Registered conditions: {valid or 'none'}"
             + (
@@ -59,8 +67,13 @@ class ConditionSpace:
         """Training categories of a resolved condition."""
         return self.categories[key] if key in self.categories else self.extra[key]
 
-    def validate_values(self, key: str, values) -> pd.Categorical:
-        """Check requested values against the training categories."""
+    def validate_values(
+        self, key: str, values, stacklevel: int = 2
+    ) -> pd.Categorical | np.ndarray:
+        """Check requested values against the training categories (a continuous condition's:
+        numbers, with a warning outside the training range)."""
+        if key in self.values:
+            return requested_values(key, values, self.values[key], stacklevel=stacklevel + 1)
         values = pd.Series(np.asarray(values, dtype=object).ravel())
         labels = [v for v in values if not isinstance(v, Hashable)]
         if labels:
@@ -77,9 +90,15 @@ class ConditionSpace:
         known = set(categories)
         unknown = sorted({str(v) for v in values.unique() if v not in known})
         if unknown:
+            numbers = all(is_number(v) for v in values if v not in known)
             raise ValueError(
                 f"Unknown value(s) {unknown} for condition {key!r}. Valid values: "
                 f"{list(categories)}."
+                + (
+                    f" {key!r} is a categorical condition: numbers are read as its labels."
+                    if numbers and self.values
+                    else ""
+                )
             )
         return pd.Categorical(values, categories=categories)
 
@@ -182,7 +201,8 @@ def parse_requests(
     frame = pd.DataFrame(index=pd.RangeIndex(n))
     for key, value in requested.items():
         values = np.repeat(np.asarray([value], dtype=object), n) if key not in lengths else value
-        frame[key] = space.validate_values(key, values)
+        # past validate_values, this function, the plan, generate() and its decorator
+        frame[key] = space.validate_values(key, values, stacklevel=6)
     return frame
 
 

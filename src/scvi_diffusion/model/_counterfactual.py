@@ -21,6 +21,7 @@ from scipy import sparse
 from .._constants import COUNTERFACTUAL_SAMPLER, DEFAULT_SAMPLER
 from .._validation import row_sums, validate_counts
 from ._conditions import ConditionSpace
+from ._continuous import numeric_values
 from ._generation_plan import GuidanceTerm, target_weights
 from ._genes import check_genes
 
@@ -155,10 +156,18 @@ def source_cells(
             kept[key] = _known(
                 column(key, "condition"), space.categories[key], key, names, "condition"
             )
+    for key in space.values:
+        if key not in changed:
+            column(key, "condition")
+            kept[key] = numeric_values(source.obs, key)
     own = pd.DataFrame(index=pd.RangeIndex(source.n_obs))
     for key in changed:
         values = source.obs[key] if key in source.obs else pd.Series([None] * source.n_obs)
-        own[key] = pd.Categorical(values.to_numpy(), categories=space.categories_of(key))
+        if key in space.values:
+            # NaN where the value is missing or not a number: no own target for that cell
+            own[key] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        else:
+            own[key] = pd.Categorical(values.to_numpy(), categories=space.categories_of(key))
     batch = None
     if batch_key is not None:
         batch = _known(column(batch_key, "batch"), batch_categories, batch_key, names, "batch")

@@ -20,6 +20,7 @@ from .._constants import (
     COUNTERFACTUAL_START_TIMES,
     DEFAULT_GUIDANCE_SCALES,
     DEFAULT_INTERPOLATION_START_TIME,
+    INTERPOLATION_WEIGHT_KEY,
     SOURCE_CELL_KEY,
     START_TIME_PROBE_CELLS,
     START_TIME_REACHED,
@@ -34,6 +35,7 @@ from ._analogy import (
     plan_new_cell_analogy,
 )
 from ._conditions import ConditionSpace, draw_reference_cells, parse_requests
+from ._continuous import matched_on_nearest_values
 from ._counterfactual import (
     check_counterfactual_arguments,
     counterfactual_record,
@@ -50,6 +52,7 @@ from ._generation_plan import (
     GuidanceTerm,
     Interpolation,
     SamplingSettings,
+    ValueSweep,
     check_interpolation_arguments,
     check_sampling_arguments,
     check_start_time,
@@ -121,7 +124,9 @@ class GenerationMixin:
             Obs columns of the training AnnData that were not registered are accepted too: a
             guidance classifier is then trained for them on demand (with a warning).
             With ``source``: the conditions to change, one value for all source cells or one
-            per source cell.
+            per source cell. A continuous condition takes numbers, measured or not (outside
+            the training range with a warning); its cells take their library sizes from
+            training cells at the training value nearest the requested one.
         source
             Counterfactuals: an AnnData of real cells with the training genes (training cells
             or new ones, registered or not; it is not changed). Each cell is encoded, taken
@@ -135,7 +140,10 @@ class GenerationMixin:
             ``{condition: (source, target)}``: Gradient Interpolation. Real training cells of
             ``source`` are encoded, noised to ``start_time`` and denoised with guidance weight
             ``1 - w`` toward ``source`` and ``w`` toward ``target``, for ``w`` on ``n_points``
-            values from 0 to 1. ``obs['interpolation_weight']`` holds ``w``.
+            values from 0 to 1. ``obs['interpolation_weight']`` holds ``w``. For a
+            continuous condition, ``(from, to)`` are values and the value itself is swept:
+            new cells from noise at ``from + w * (to - from)``, the value in ``obs`` beside
+            ``w`` (``start_time`` does not apply).
         n_points
             Number of interpolation weights.
         start_time
@@ -321,9 +329,14 @@ class GenerationMixin:
         space = self._condition_space()
         requested = parse_requests(space, n, roles, conditions)
         interpolation = parse_interpolation(interpolate, space, requested, n_points, start_time)
+        sweep = None
+        if isinstance(interpolation, ValueSweep):
+            # a continuous sweep is new cells, each at its own value
+            sweep, interpolation = interpolation, None
+            requested = requested.assign(**{sweep.key: sweep.values(requested.shape[0])})
         rng = np.random.default_rng(settings.seed)
         reference = self._reference()
-        registered = self.condition_keys
+        registered = [*self.condition_keys, *self.continuous_condition_keys]
         keys = [*registered, *(k for k in requested.columns if k not in registered)]
         training = reference[registered].copy()
         for key in keys[len(registered) :]:
@@ -333,15 +346,18 @@ class GenerationMixin:
         spacing = SAMPLER_SPACING[settings.sampler]
         schedule = self.module.schedule
         start_latents = None
+        matched, matched_training = matched_on_nearest_values(
+            requested, training, self.continuous_condition_keys
+        )
         if interpolation is None:
             # past draw_reference_cells, this method, generate() and its decorator
             ref_idx = draw_reference_cells(
-                requested, training, rng, unseen_hint=self._unseen_hint(), stacklevel=5
+                matched, matched_training, rng, unseen_hint=self._unseen_hint(), stacklevel=5
             )
             timesteps = schedule.sampling_timesteps(settings.n_steps, spacing=spacing)
         else:
             ref_idx, start_idx = draw_interpolation_cells(
-                interpolation, requested, training, space, rng
+                interpolation, matched, matched_training, space, rng
             )
             unique, inverse = np.unique(start_idx, return_inverse=True)
             start_latents = self._standardized_latents(indices=unique)[inverse]
@@ -351,18 +367,26 @@ class GenerationMixin:
         assignment = complete_assignment(requested, training, ref_idx, keys, space)
         scales, guidance = self._guidance(assignment, keys, space, interpolation, guidance_scale)
         analogy = None if interpolation is not None else self._new_cell_analogy(assignment, scales)
+        obs = output_obs(
+            assignment,
+            self._batches_of(ref_idx),
+            self._setup_args.get("batch_key"),
+            interpolation,
+            space,
+            synthetic_names(len(ref_idx), generation_token()),
+        )
+        if sweep is not None:
+            obs[INTERPOLATION_WEIGHT_KEY] = sweep.weights(obs.shape[0]).astype(np.float64)
         return GenerationPlan(
             settings=settings,
-            obs=output_obs(
-                assignment,
-                self._batches_of(ref_idx),
-                self._setup_args.get("batch_key"),
-                interpolation,
-                space,
-                synthetic_names(len(ref_idx), generation_token()),
-            ),
+            obs=obs,
             params=self._generation_params(
-                settings, len(timesteps), scales, interpolation, guidance["joint_cells"], analogy
+                settings,
+                len(timesteps),
+                scales,
+                sweep or interpolation,
+                guidance["joint_cells"],
+                analogy,
             ),
             timesteps=timesteps,
             library=reference["_library"].to_numpy()[ref_idx],
@@ -389,18 +413,34 @@ class GenerationMixin:
         scales = guidance_scales(
             guidance_scale, space, {k: self._default_guidance_scale(k) for k in keys}
         )
-        free = self._denoiser_conditions
+        free = self._denoiser_keys
         terms = [GuidanceTerm(k, weights[k], scales[k]) for k in keys]
         return scales, {
-            "denoiser_terms": [t for t in terms if t.key in free],
+            "denoiser_terms": sorted(
+                (t for t in terms if t.key in free), key=lambda t: free.index(t.key)
+            ),
             "classifier_terms": [t for t in terms if t.key not in free],
-            "joint_cells": self._seen_combinations(assignment, interpolation),
+            "joint_cells": self._joint_cells(assignment, interpolation),
             "classifiers_to_train": {
                 k: space.extra[k]
                 for k in keys
-                if k not in self.condition_keys and k not in self._auxiliary_guidance
+                if k not in free
+                and k not in self.condition_keys
+                and k not in self._auxiliary_guidance
             },
         }
+
+    def _joint_cells(
+        self, assignment: pd.DataFrame, interpolation: Interpolation | None = None
+    ) -> np.ndarray | None:
+        """Cells guided by the joint conditional model: those of a seen combination of the
+        categorical conditions (:meth:`_seen_combinations`), and with continuous conditions
+        beside other conditions every cell the categorical ones do not place elsewhere: a
+        value's effect may differ between them, which the joint model knows."""
+        joint = self._seen_combinations(assignment, interpolation)
+        if joint is None and self.continuous_condition_keys and len(self._denoiser_keys) > 1:
+            joint = np.ones(assignment.shape[0], dtype=bool)
+        return joint
 
     def _seen_combinations(
         self, assignment: pd.DataFrame, interpolation: Interpolation | None = None
@@ -455,8 +495,15 @@ class GenerationMixin:
 
     @property
     def _denoiser_conditions(self) -> list[str]:
-        """The conditions the denoiser itself takes (classifier-free guidance), in order."""
+        """The categorical conditions the denoiser itself takes (classifier-free guidance), in
+        order."""
         return self.condition_keys if self.guidance == "classifier_free" else []
+
+    @property
+    def _denoiser_keys(self) -> list[str]:
+        """Every condition the denoiser takes, in the order of its label columns: the
+        categorical ones, then the continuous ones."""
+        return [*self._denoiser_conditions, *self.continuous_condition_keys]
 
     def _plan_counterfactual(
         self,
@@ -485,7 +532,7 @@ class GenerationMixin:
             batch_key,
             None if batch_key is None else self._batch_categories(),
         )
-        registered = self.condition_keys
+        registered = [*self.condition_keys, *self.continuous_condition_keys]
         keys = [*registered, *(k for k in requested.columns if k not in registered)]
         assignment = pd.DataFrame(
             {k: (requested if k in requested.columns else cells.kept)[k] for k in keys}
@@ -525,8 +572,8 @@ class GenerationMixin:
             start_latents=start_latents,
             source_counts=cells.counts if couple else None,
             # classifier guidance has an unconditional denoiser: no terms, a plain inversion
-            inversion_terms=inversion_terms(self._denoiser_conditions, cells, assignment, space),
-            inversion_joint_cells=self._seen_combinations(own),
+            inversion_terms=inversion_terms(self._denoiser_keys, cells, assignment, space),
+            inversion_joint_cells=self._joint_cells(own),
             analogy=analogy,
             **guidance,
         )
@@ -609,17 +656,23 @@ class GenerationMixin:
         """What generation can be conditioned on: the registered conditions, and the other
         categorical (or string, or boolean) obs columns, guided by classifiers on demand."""
         registered = {k: self._categories(k) for k in self.condition_keys}
+        values = {k: self._value_range(k) for k in self.continuous_condition_keys}
         batch_key = self._setup_args.get("batch_key")
         extra = {}
         for column in self.adata.obs.columns:
             series = self.adata.obs[column]
-            if column in registered or column == batch_key or column.startswith("_scvi"):
+            if (
+                column in registered
+                or column in values
+                or column == batch_key
+                or column.startswith("_scvi")
+            ):
                 continue
             if isinstance(series.dtype, pd.CategoricalDtype):
                 extra[column] = pd.Index(series.cat.categories)
             elif series.dtype == object or pd.api.types.is_bool_dtype(series):
                 extra[column] = pd.Index(pd.unique(series.dropna()))
-        return ConditionSpace(registered, self.condition_roles, extra)
+        return ConditionSpace(registered, self.condition_roles, extra, values)
 
     def _generation_params(
         self,
@@ -648,6 +701,14 @@ class GenerationMixin:
             params["seed"] = int(settings.seed)
         if interpolation is not None:
             params["interpolation"] = interpolation.params()
+        if self.continuous_condition_keys:
+            params["continuous_conditions"] = {
+                k: self._value_range(k).record() for k in self.continuous_condition_keys
+            }
+            params["library_size"] = (
+                "drawn from training cells with the same conditions and the training value "
+                "nearest each requested value"
+            )
         if len(self._denoiser_conditions) > 1:
             params["guided"] = guided_counts(joint_cells, analogy)
         return params
@@ -676,7 +737,7 @@ class GenerationMixin:
 
     def _default_guidance_scale(self, key: str) -> float:
         """Default scale of a condition: its guidance mode's (on-demand ones use a classifier)."""
-        if key in self.condition_keys:
+        if key in self.condition_keys or key in self.continuous_condition_keys:
             return DEFAULT_GUIDANCE_SCALES[self.guidance]
         return DEFAULT_GUIDANCE_SCALES["classifier"]
 

@@ -32,6 +32,11 @@ from ._analogy import Analogy
 from ._conditions import ConditionSpace, draw_reference_cells
 
 
+def in_equal_runs(grid: np.ndarray, n_cells: int) -> np.ndarray:
+    """``n_cells`` values: the grid's points in order, each repeated over an equal run."""
+    return grid[(np.arange(n_cells) * len(grid)) // n_cells]
+
+
 @dataclass(frozen=True)
 class Interpolation:
     """Gradient Interpolation of one condition from ``source`` to ``target``."""
@@ -46,7 +51,7 @@ class Interpolation:
 
     def weights(self, n_cells: int) -> np.ndarray:
         """The weight of each of ``n_cells`` cells: the grid's points in equal runs."""
-        return self.grid[(np.arange(n_cells) * len(self.grid)) // n_cells]
+        return in_equal_runs(self.grid, n_cells)
 
     def params(self) -> dict:
         """The interpolation as recorded in ``uns``."""
@@ -59,9 +64,40 @@ class Interpolation:
         }
 
 
+@dataclass(frozen=True)
+class ValueSweep:
+    """A continuous condition swept from ``source`` to ``target``: new cells at evenly spaced
+    values, each generated from noise at its own value (no Gradient Interpolation needed)."""
+
+    key: str
+    source: float
+    target: float
+    grid: np.ndarray
+    """The sweep's weights ``w``, from 0 (source) to 1 (target)."""
+
+    def weights(self, n_cells: int) -> np.ndarray:
+        """The weight of each of ``n_cells`` cells: the grid's points in equal runs."""
+        return in_equal_runs(self.grid, n_cells)
+
+    def values(self, n_cells: int) -> np.ndarray:
+        """The value of each cell: ``source + w * (target - source)``."""
+        return self.source + self.weights(n_cells) * (self.target - self.source)
+
+    def params(self) -> dict:
+        """The sweep as recorded in ``uns``."""
+        return {
+            "condition": self.key,
+            "source": float(self.source),
+            "target": float(self.target),
+            "n_points": len(self.grid),
+            "kind": "values",
+        }
+
+
 @dataclass
 class GuidanceTerm:
-    """One condition's guidance: its target weights (one row per cell) and scale."""
+    """One condition's guidance: its target weights (one row per cell; for a continuous
+    condition, each cell's standardised value) and scale."""
 
     key: str
     weights: np.ndarray
@@ -166,8 +202,9 @@ def check_start_time(start_time, n_timesteps: int) -> int:
 
 def parse_interpolation(
     interpolate, space: ConditionSpace, requested: pd.DataFrame, n_points: int, start_time: int
-) -> Interpolation | None:
-    """The ``interpolate`` argument of ``generate``, checked against the registered conditions."""
+) -> Interpolation | ValueSweep | None:
+    """The ``interpolate`` argument of ``generate``, checked against the registered conditions:
+    Gradient Interpolation of a categorical condition, or a sweep of a continuous one."""
     if interpolate is None:
         return None
     if not isinstance(interpolate, Mapping) or len(interpolate) != 1:
@@ -177,15 +214,19 @@ def parse_interpolation(
         )
     ((name, pair),) = interpolate.items()
     key = space.resolve_key(name)
-    if key not in space.categories:
+    if key not in space.categories and key not in space.values:
         raise ValueError(
             f"Interpolation needs a registered condition; {key!r} is not one. Registered: "
-            f"{list(space.categories)}."
+            f"{list(space.categories) + list(space.values)}."
         )
     if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
         raise ValueError(f"`interpolate[{name!r}]` must be a (source, target) pair, got {pair!r}.")
     if key in requested.columns:
         raise ValueError(f"{key!r} is both interpolated and fixed in `conditions`; give it once.")
+    if key in space.values:
+        # past validate_values, this function, the plan, generate() and its decorator
+        source, target = space.validate_values(key, list(pair), stacklevel=6)
+        return ValueSweep(key, float(source), float(target), np.linspace(0.0, 1.0, n_points))
     source, target = (space.validate_values(key, [v])[0] for v in pair)
     return Interpolation(key, source, target, np.linspace(0.0, 1.0, n_points), start_time)
 
@@ -231,7 +272,8 @@ def complete_assignment(
             assignment[key] = requested[key].to_numpy()
         else:
             assignment[key] = training[key].to_numpy()[reference_cells]
-        assignment[key] = pd.Categorical(assignment[key], categories=space.categories_of(key))
+        if key not in space.values:
+            assignment[key] = pd.Categorical(assignment[key], categories=space.categories_of(key))
     return assignment
 
 
@@ -243,9 +285,13 @@ def target_weights(
 ) -> dict[str, np.ndarray]:
     """One ``(n_cells, n_categories)`` matrix per condition: one-hot on the cell's value (a
     zero row for a missing one: no target for that cell), or ``(1 - w, w)`` on source and
-    target for the interpolated condition."""
+    target for the interpolated condition; for a continuous condition, each cell's
+    standardised value."""
     weights = {}
     for key in keys:
+        if key in space.values:
+            weights[key] = space.values[key].standardize(assignment[key].to_numpy(float))
+            continue
         categories = space.categories_of(key)
         codes = assignment[key].cat.codes.to_numpy()
         matrix = np.zeros((len(codes), len(categories)), dtype=np.float32)

@@ -89,12 +89,21 @@ def _guide(denoiser, mode: int, terms: list[GuidanceTerm], analogy, index, devic
     """One kind of classifier-free guidance (``mode``: 0 compositional, 1 joint, 2 analogy)
     of the cells at ``index`` (a slice or positions in the plan)."""
     if mode == 2:
-        labels = (
+        base, target, source = (
             torch.as_tensor(values, device=device)
             for values in (analogy.base[index], analogy.target[:, index], analogy.source[:, index])
         )
+        values = [term.weights[index] for term in terms if term.weights.ndim == 1]
+        if values:
+            # continuous conditions: each cell's values in every pass of the analogy
+            values = torch.as_tensor(np.stack(values, axis=1), device=device)
+            base = torch.cat([base.float(), values], dim=1)
+            target, source = (
+                torch.cat([labels.float(), values.expand(labels.shape[0], -1, -1)], dim=2)
+                for labels in (target, source)
+            )
         coefficients = torch.as_tensor(analogy.coefficients[:, index], device=device)
-        return AnalogyGuidance(denoiser, *labels, coefficients)
+        return AnalogyGuidance(denoiser, base, target, source, coefficients)
     return ClassifierFreeGuidance(
         denoiser,
         denoiser.null_labels,

@@ -27,6 +27,7 @@ from .._constants import (
     GENE_LIKELIHOODS,
     ROLE_KEYS,
     condition_registry_key,
+    continuous_registry_key,
 )
 from .._scvi_internals import SETUP_ARGS_KEY
 from .._validation import one_of, validate_counts
@@ -37,6 +38,12 @@ from ._conditions import (
     check_condition_columns,
     checked_setup_keys,
     condition_keys_from_args,
+)
+from ._continuous import (
+    ContinuousObsField,
+    ValueRange,
+    check_continuous_columns,
+    checked_continuous_keys,
 )
 from ._from_scvi import model_from_scvi
 from ._generation_mixin import GenerationMixin
@@ -199,6 +206,12 @@ class ScDiffusion(
                 stacklevel=2,
             )
         keys = self.condition_keys
+        continuous = self.continuous_condition_keys
+        if continuous and architecture.guidance != "classifier_free":
+            raise ValueError(
+                f"Continuous conditions ({continuous}) are learned by the denoiser itself, "
+                f"which needs guidance='classifier_free'; got guidance={architecture.guidance!r}."
+            )
         # kept to rebuild a stage's initial weights (see _reinitialize_if_not_finite)
         self._module_kwargs = architecture.module_kwargs(
             n_input=self.summary_stats.n_vars,
@@ -206,9 +219,13 @@ class ScDiffusion(
             n_classes=[len(self._categories(k)) for k in keys],
             condition_registry_keys=[condition_registry_key(k) for k in keys],
         )
+        if continuous:
+            self._module_kwargs["value_registry_keys"] = [
+                continuous_registry_key(k) for k in continuous
+            ]
         self.module = self._module_cls(**self._module_kwargs)
         self._model_summary_string = architecture.summary(
-            keys, likelihood_from_data=self.gene_likelihood_choice_ is not None
+            keys + continuous, likelihood_from_data=self.gene_likelihood_choice_ is not None
         )
         # the resolved arguments (defaults filled in) are what a saved model is rebuilt from
         self.init_params_ = self._get_init_params({**locals(), **architecture.as_arguments()})
@@ -232,6 +249,7 @@ class ScDiffusion(
         tissue_key: str | None = None,
         condition_keys: Sequence[str] | None = None,
         batch_key: str | None = None,
+        continuous_condition_keys: Sequence[str] | None = None,
         **kwargs,
     ) -> None:
         """%(summary)s.
@@ -252,6 +270,10 @@ class ScDiffusion(
         %(param_batch_key)s
             The autoencoder removes batch effects; generated cells take the batch of a
             training cell with the same conditions.
+        continuous_condition_keys
+            Numeric obs columns to condition on as values (time, dose, age): the denoiser
+            learns each value, so cells can be generated at values between and beyond the
+            measured ones. Finite, not constant; needs classifier-free guidance.
         **kwargs
             Passed to :meth:`~scvi.data.AnnDataManager.register_fields` (used by scvi-tools
             when it transfers a registration to new data).
@@ -261,6 +283,8 @@ class ScDiffusion(
         None
             ``adata`` is registered in place (categorical condition columns, and the
             registration's entry in ``adata.uns``); its counts are not changed.
+            Continuous conditions keep their training mean, standard deviation and range in
+            the registration.
 
         Examples
         --------
@@ -281,15 +305,21 @@ class ScDiffusion(
         ... )
         """
         setup_method_args = cls._get_setup_method_args(**locals())
+        if continuous_condition_keys is None:
+            # recorded only when given, so registrations without them stay as they were
+            del setup_method_args[SETUP_ARGS_KEY]["continuous_condition_keys"]
         keys = checked_setup_keys(layer, cell_type_key, tissue_key, condition_keys, batch_key)
+        continuous = checked_continuous_keys(continuous_condition_keys, keys)
         if not kwargs.get("source_registry"):
             validate_counts(adata, layer)
             check_condition_columns(adata, [*keys, *([] if batch_key is None else [batch_key])])
+            check_continuous_columns(adata.obs, continuous)
         anndata_fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
             CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, None),
             *[CategoricalObsField(condition_registry_key(k), k) for k in keys],
+            *[ContinuousObsField(continuous_registry_key(k), k) for k in continuous],
         ]
         adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
@@ -392,6 +422,30 @@ class ScDiffusion(
         return condition_keys_from_args(
             args.get("cell_type_key"), args.get("tissue_key"), args.get("condition_keys")
         )
+
+    @property
+    def continuous_condition_keys(self) -> list[str]:
+        """Numeric obs columns the model is conditioned on as values, in registration order.
+
+        Examples
+        --------
+        >>> import scvi_diffusion
+        >>> from scvi_diffusion import ScDiffusion
+        >>> adata = scvi_diffusion.data.pbmc68k()
+        >>> adata.obs["dose"] = [0.0, 0.5, 1.0, 2.0] * (adata.n_obs // 4)
+        >>> ScDiffusion.setup_anndata(
+        ...     adata, cell_type_key="cell_type", continuous_condition_keys=["dose"]
+        ... )
+        >>> ScDiffusion(adata).continuous_condition_keys
+        ['dose']
+        """
+        keys = self._setup_args.get("continuous_condition_keys")
+        return [keys] if isinstance(keys, str) else list(keys or [])
+
+    def _value_range(self, key: str) -> ValueRange:
+        """Training statistics of a continuous condition."""
+        state = self.adata_manager.get_state_registry(continuous_registry_key(key))
+        return ValueRange(state["mean"], state["sd"], state["minimum"], state["maximum"])
 
     @property
     def condition_roles(self) -> dict[str, str]:

@@ -24,6 +24,7 @@ from .._validation import row_sums
 from ..module import ConditionClassifiersModule
 from ..train._latent_data import latent_step_budget, register_latents, steps_per_pass
 from ..train._stages import ModuleHost
+from ._continuous import numeric_values
 
 logger = logging.getLogger("scvi").getChild("diffusion")
 
@@ -44,7 +45,14 @@ class TrainingCellsMixin:
         """
         standardized = self._standardized_latents(standardize_anew=standardize_anew)
         conditions = self._training_conditions(self.condition_keys)
+        for key in self.continuous_condition_keys:
+            # float columns: registered as values (see register_latents)
+            conditions[key] = self._value_range(key).standardize(self._training_values(key))
         return register_latents(standardized.cpu().numpy(), conditions)
+
+    def _training_values(self, key: str) -> np.ndarray:
+        """A continuous condition's values in the training cells."""
+        return numeric_values(self.adata.obs, key)
 
     @property
     def _encoding_batch_size(self) -> int:
@@ -98,7 +106,8 @@ class TrainingCellsMixin:
         )
 
     def _reference(self) -> pd.DataFrame:
-        """Library size, batch and registered conditions of every training cell."""
+        """Library size, batch and registered conditions (continuous ones as values) of every
+        training cell."""
         if self._reference_table is None:
             counts = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
             library = row_sums(counts)
@@ -106,6 +115,8 @@ class TrainingCellsMixin:
                 self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)
             ).ravel()
             table = self._training_conditions(self.condition_keys)
+            for key in self.continuous_condition_keys:
+                table[key] = self._training_values(key)
             table["_library"] = np.maximum(library, 1.0)
             table["_batch"] = batch.astype(np.int64)
             self._reference_table = table.reset_index(drop=True)

@@ -42,6 +42,9 @@ class LatentDiffusionModule(BaseModuleClass):
     condition_dropout
         Probability with which each condition is replaced by its null label in training, so
         the denoiser also learns every partly and fully unconditional prediction.
+    value_registry_keys
+        Registry keys of the continuous conditions' standardised values, which the denoiser
+        takes after the categorical labels (NaN, their null, when dropped).
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class LatentDiffusionModule(BaseModuleClass):
         n_classes: Sequence[int] = (),
         condition_registry_keys: Sequence[str] = (),
         condition_dropout: float = 0.25,
+        value_registry_keys: Sequence[str] = (),
     ):
         super().__init__()
         if len(n_classes) != len(condition_registry_keys):
@@ -62,8 +66,11 @@ class LatentDiffusionModule(BaseModuleClass):
         if not 0.0 <= condition_dropout <= 1.0:
             raise ValueError(f"`condition_dropout` must be in [0, 1], got {condition_dropout!r}.")
         self.schedule = LinearNoiseSchedule(n_timesteps, beta_start, beta_end)
-        self.denoiser = SkipMLPDenoiser(n_latent, hidden_dims, dropout_rate, n_classes)
+        self.denoiser = SkipMLPDenoiser(
+            n_latent, hidden_dims, dropout_rate, n_classes, n_values=len(value_registry_keys)
+        )
         self.condition_registry_keys = list(condition_registry_keys)
+        self.value_registry_keys = list(value_registry_keys)
         self.condition_dropout = condition_dropout
         self.register_buffer("latent_loc", torch.zeros(n_latent))
         self.register_buffer("latent_scale", torch.ones(n_latent))
@@ -83,15 +90,19 @@ class LatentDiffusionModule(BaseModuleClass):
 
     @property
     def is_conditional(self) -> bool:
-        """Whether the denoiser takes condition labels (classifier-free guidance)."""
-        return bool(self.condition_registry_keys)
+        """Whether the denoiser takes conditions (classifier-free guidance)."""
+        return bool(self.condition_registry_keys or self.value_registry_keys)
 
     def _get_inference_input(self, tensors, **kwargs):
         labels = None
         if self.is_conditional:
-            labels = torch.cat(
-                [tensors[key].long().view(-1, 1) for key in self.condition_registry_keys], dim=1
-            )
+            columns = [tensors[key].long().view(-1, 1) for key in self.condition_registry_keys]
+            if self.value_registry_keys:
+                # one float row per cell: category codes (exact as floats), then values
+                columns = [c.float() for c in columns] + [
+                    tensors[key].float().view(-1, 1) for key in self.value_registry_keys
+                ]
+            labels = torch.cat(columns, dim=1)
         return {"x0": tensors[REGISTRY_KEYS.X_KEY], "labels": labels}
 
     @auto_move_data

@@ -56,6 +56,9 @@ class ScDiffusionModule(BaseModuleClass):
     autoencoder_kwargs
         Further keyword arguments of scVI's :class:`~scvi.module.VAE` (``"scvi"`` only), for
         example those of a pretrained scVI model.
+    value_registry_keys
+        Registry keys of the continuous conditions (standardised values), which the denoiser
+        takes after the categorical labels (``"classifier_free"`` only).
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class ScDiffusionModule(BaseModuleClass):
         guidance: str = "classifier",
         condition_dropout: float = 0.25,
         autoencoder_kwargs: dict | None = None,
+        value_registry_keys: Sequence[str] = (),
     ):
         super().__init__()
         if guidance not in GUIDANCE_MODES:
@@ -117,6 +121,7 @@ class ScDiffusionModule(BaseModuleClass):
             n_classes=n_classes if classifier_free else (),
             condition_registry_keys=condition_registry_keys if classifier_free else (),
             condition_dropout=condition_dropout,
+            value_registry_keys=value_registry_keys if classifier_free else (),
         )
         # without classifiers in the classifier-free mode; kept for its horizon and schedule,
         # which guidance classifiers trained on demand (unregistered columns) share

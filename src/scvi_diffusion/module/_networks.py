@@ -46,6 +46,40 @@ class SinusoidalTimeEmbedding(nn.Module):
         return self.mlp(self.sinusoids(t))
 
 
+class ValueEmbedding(nn.Module):
+    """Embedding of a standardised continuous value: low-frequency Fourier features of the value
+    and the value itself, through a small MLP; a learned vector stands for "not given" (NaN).
+
+    The frequencies are low (periods of 2 to 8 standard deviations), so the embedding varies
+    smoothly between the measured values and the denoiser interpolates rather than memorises
+    each value.
+
+    Parameters
+    ----------
+    dim
+        Embedding size (the time embedding's).
+    """
+
+    FREQUENCIES = (math.pi / 4, math.pi / 2, math.pi)
+
+    def __init__(self, dim: int):
+        super().__init__()
+        n_features = 1 + 2 * len(self.FREQUENCIES)
+        self.register_buffer(
+            "frequencies", torch.tensor(self.FREQUENCIES, dtype=torch.float32), persistent=False
+        )
+        self.mlp = nn.Sequential(nn.Linear(n_features, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.null = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        """``values``: ``(n,)`` standardised values, NaN where not given."""
+        given = ~torch.isnan(values)
+        v = torch.where(given, values, torch.zeros_like(values)).unsqueeze(-1)
+        angles = v * self.frequencies
+        features = torch.cat([v, torch.sin(angles), torch.cos(angles)], dim=-1)
+        return torch.where(given.unsqueeze(-1), self.mlp(features), self.null)
+
+
 def distinct_rows(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Distinct rows of integer ``keys`` (timestep and labels of each cell) and where each is.
 
@@ -133,6 +167,8 @@ class SkipMLPDenoiser(nn.Module):
     For classifier-free guidance the denoiser also takes one label per condition: each condition
     has a learned embedding per category plus a null embedding (index ``n_classes[k]``) that
     stands for "condition not given"; the embeddings are added to the time embedding.
+    Continuous conditions (``n_values``) follow the labels as standardised values, embedded by
+    :class:`ValueEmbedding` (NaN: not given) and added the same way.
 
     Parameters
     ----------
@@ -145,6 +181,8 @@ class SkipMLPDenoiser(nn.Module):
     n_classes
         Categories of each condition the denoiser is conditioned on (none by default: an
         unconditional denoiser, as classifier guidance uses).
+    n_values
+        Continuous conditions the denoiser is conditioned on.
     """
 
     def __init__(
@@ -153,6 +191,7 @@ class SkipMLPDenoiser(nn.Module):
         hidden_dims: Sequence[int] | None = None,
         dropout_rate: float = 0.0,
         n_classes: Sequence[int] = (),
+        n_values: int = 0,
     ):
         super().__init__()
         h0, h1, h2 = (
@@ -162,8 +201,13 @@ class SkipMLPDenoiser(nn.Module):
         n_time = min(h0, 256)
         self.time_embedding = SinusoidalTimeEmbedding(n_time)
         self.condition_embeddings = nn.ModuleList([nn.Embedding(k + 1, n_time) for k in n_classes])
+        self.value_embeddings = nn.ModuleList([ValueEmbedding(n_time) for _ in range(n_values)])
+        # with values the labels are floats: category codes, then values (NaN: not given)
+        null = [*n_classes, *[math.nan] * n_values]
         self.register_buffer(
-            "null_labels", torch.as_tensor(list(n_classes), dtype=torch.long), persistent=False
+            "null_labels",
+            torch.as_tensor(null, dtype=torch.float32 if n_values else torch.long),
+            persistent=False,
         )
         self.down = nn.ModuleList(
             [
@@ -187,19 +231,33 @@ class SkipMLPDenoiser(nn.Module):
     ) -> torch.Tensor:
         """Predict the noise in ``x`` at timesteps ``t``.
 
-        ``labels`` is ``(n_cells, n_conditions)``, with ``n_classes[k]`` for "not given";
-        None means no condition is given.
+        ``labels`` is ``(n_cells, n_conditions)``, with ``n_classes[k]`` for "not given",
+        then one standardised value per continuous condition (NaN for "not given"); None
+        means no condition is given.
         """
         keys = t.view(-1, 1).expand(x.shape[0], 1)
-        if len(self.condition_embeddings):
+        n_categorical = len(self.condition_embeddings)
+        value_tables = []
+        if n_categorical or self.value_embeddings:
             if labels is None:
                 labels = self.null_labels.expand(x.shape[0], -1)
-            keys = torch.cat([keys, labels.to(keys.dtype)], dim=1)
+            keys = torch.cat([keys, labels[:, :n_categorical].to(keys.dtype)], dim=1)
+            for column in labels[:, n_categorical:].T:
+                # each distinct value (NaN as +inf) becomes an integer key
+                column = column.float()
+                column = torch.where(torch.isnan(column), torch.inf, column)
+                table, codes = torch.unique(column, return_inverse=True)
+                keys = torch.cat([keys, codes.view(-1, 1).to(keys.dtype)], dim=1)
+                value_tables.append(torch.where(torch.isinf(table), torch.nan, table))
         # cells of a sampling step, and groups of cells in training, share their timestep
         keys, index = distinct_rows(keys)
         emb = self.time_embedding(keys[:, 0])
         for k, embedding in enumerate(self.condition_embeddings):
             emb = emb + embedding(keys[:, k + 1])
+        for j, (embedding, table) in enumerate(
+            zip(self.value_embeddings, value_tables, strict=True)
+        ):
+            emb = emb + embedding(table[keys[:, 1 + n_categorical + j]])
         projections = iter(time_projections([*self.down, *self.up], emb, index))
         skips = []
         h = x

@@ -17,13 +17,14 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
+from pandas.api.types import is_float_dtype
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
-from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField
 from scvi.dataloaders import DeviceBackedDataSplitter
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .._constants import condition_registry_key
+from .._constants import condition_registry_key, continuous_registry_key
 
 LOSS_CURVE_POINTS = 50
 """Lightning epochs a latent stage is cut into: the points of its loss curve in ``history``."""
@@ -227,11 +228,17 @@ def latent_step_budget(
 
 def register_latents(latents: np.ndarray, obs: pd.DataFrame) -> AnnDataManager:
     """Standardised latents and their conditions (``obs``), registered as a small in-memory
-    AnnData for a latent stage."""
+    AnnData for a latent stage: float columns are continuous conditions (standardised values),
+    the others categorical."""
     latent_adata = ad.AnnData(X=latents.astype(np.float32), obs=obs)
     fields = [
         LayerField(REGISTRY_KEYS.X_KEY, None, is_count_data=False),
-        *[CategoricalObsField(condition_registry_key(k), k) for k in obs.columns],
+        *[
+            NumericalObsField(continuous_registry_key(k), k)
+            if is_float_dtype(obs[k].dtype)
+            else CategoricalObsField(condition_registry_key(k), k)
+            for k in obs.columns
+        ],
     ]
     manager = AnnDataManager(fields=fields)
     with warnings.catch_warnings():

@@ -1,0 +1,195 @@
+"""Continuous conditions: numeric obs columns (time, dose, age) the denoiser learns as values.
+
+A continuous condition is registered as a :class:`ContinuousObsField`, whose state registry
+keeps the training values' mean, standard deviation and range: the denoiser sees each value
+standardised with them, and requests outside the range are flagged. The registry is saved with
+the model, so a model loaded on other data keeps its training statistics.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
+from scvi.data.fields import NumericalObsField
+
+STATISTICS = ("mean", "sd", "minimum", "maximum")
+
+
+def checked_continuous_keys(keys, categorical: Sequence[str]) -> list[str]:
+    """``continuous_condition_keys``, type-checked, without duplicates, none also categorical."""
+    if keys is None:
+        return []
+    if isinstance(keys, str):
+        keys = [keys]
+    if not (isinstance(keys, Sequence) and all(isinstance(k, str) for k in keys)):
+        raise TypeError(
+            f"`continuous_condition_keys` must be a column name or a list of them, got {keys!r}."
+        )
+    keys = list(dict.fromkeys(keys))
+    both = [k for k in keys if k in categorical]
+    if both:
+        raise ValueError(
+            f"{both[0]!r} is registered both as a categorical and as a continuous condition; "
+            "give it in `condition_keys` (labels) or in `continuous_condition_keys` (numbers), "
+            "not both."
+        )
+    return keys
+
+
+def numeric_values(obs: pd.DataFrame, key: str) -> np.ndarray:
+    """``obs[key]`` as floats, checked: a numeric column with finite values only."""
+    if key not in obs:
+        raise ValueError(
+            f"{key!r} is not a column of adata.obs; available columns: {list(obs.columns)}."
+        )
+    column = obs[key]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype(column.cat.categories.dtype)
+    if is_bool_dtype(column.dtype) or not is_numeric_dtype(column.dtype):
+        raise ValueError(
+            f"adata.obs[{key!r}] is not numeric (dtype {column.dtype}); a continuous condition "
+            "needs numbers (for example days or doses). Register a column of labels with "
+            "`condition_keys` instead."
+        )
+    values = column.to_numpy(dtype=np.float64)
+    bad = int((~np.isfinite(values)).sum())
+    if bad:
+        raise ValueError(
+            f"adata.obs[{key!r}] has {bad} missing or infinite values; fill or drop those "
+            "cells before setup_anndata."
+        )
+    return values
+
+
+def check_continuous_columns(obs: pd.DataFrame, keys: Sequence[str]) -> None:
+    """Every continuous condition is a numeric, finite and non-constant column."""
+    for key in keys:
+        values = numeric_values(obs, key)
+        if values.size and values.min() == values.max():
+            raise ValueError(
+                f"adata.obs[{key!r}] is constant ({values[0]:g} in every cell); a continuous "
+                "condition needs at least two distinct values."
+            )
+
+
+class ContinuousObsField(NumericalObsField):
+    """A numeric obs column registered as a continuous condition, with its training statistics.
+
+    Registering records the values' mean, standard deviation and range in the state registry;
+    transferring the registration to new data (cells given to ``generate(source=...)``, a model
+    loaded on other data) keeps the source statistics, so values mean the same everywhere.
+    """
+
+    def register_field(self, adata) -> dict:
+        super().register_field(adata)
+        values = numeric_values(adata.obs, self.attr_key)
+        return {
+            "mean": float(values.mean()),
+            "sd": float(values.std()) or 1.0,
+            "minimum": float(values.min()),
+            "maximum": float(values.max()),
+        }
+
+    def transfer_field(self, state_registry: dict, adata_target, **kwargs) -> dict:
+        super(NumericalObsField, self).transfer_field(state_registry, adata_target, **kwargs)
+        numeric_values(adata_target.obs, self.attr_key)
+        return {name: state_registry[name] for name in STATISTICS}
+
+    def get_summary_stats(self, _state_registry: dict) -> dict:
+        return {}
+
+
+@dataclass(frozen=True)
+class ValueRange:
+    """Training statistics of a continuous condition.
+
+    Parameters
+    ----------
+    mean, sd
+        Of the training values; the denoiser sees ``(value - mean) / sd``.
+    minimum, maximum
+        The training range; requests outside it are extrapolations.
+    """
+
+    mean: float
+    sd: float
+    minimum: float
+    maximum: float
+
+    def standardize(self, values) -> np.ndarray:
+        """Values as the denoiser sees them (NaN stays NaN: not given)."""
+        return ((np.asarray(values, dtype=np.float64) - self.mean) / self.sd).astype(np.float32)
+
+    def record(self) -> dict:
+        """The statistics as plain numbers, for ``uns``."""
+        return {name: float(getattr(self, name)) for name in STATISTICS}
+
+
+def requested_values(key: str, values, value_range: ValueRange, stacklevel: int = 2) -> np.ndarray:
+    """Requested values of a continuous condition, checked: numbers, finite; a warning for
+    values outside the training range."""
+    series = pd.Series(np.asarray(values, dtype=object).ravel())
+    labels = [v for v in series if isinstance(v, str) or not is_number(v)]
+    if labels:
+        raise TypeError(
+            f"{key!r} is a continuous condition: give numbers, got {labels[0]!r}. "
+            f"Training values range from {value_range.minimum:g} to {value_range.maximum:g}."
+        )
+    numbers = series.to_numpy(dtype=np.float64)
+    if not np.isfinite(numbers).all():
+        raise ValueError(
+            f"Condition {key!r} has missing or infinite values in "
+            f"{int((~np.isfinite(numbers)).sum())} requested cells; give a number for every cell."
+        )
+    outside = (numbers < value_range.minimum) | (numbers > value_range.maximum)
+    if outside.any():
+        warnings.warn(
+            f"{key!r} = {numbers[outside][0]:g} is outside the training range "
+            f"[{value_range.minimum:g}, {value_range.maximum:g}]: the model extrapolates, and "
+            "its cells there are a guess rather than a learned state.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+    return numbers
+
+
+def is_number(value) -> bool:
+    """A real number (not a boolean)."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+def nearest_training_values(requested: np.ndarray, training: np.ndarray) -> np.ndarray:
+    """For each requested value, the nearest value that training cells have (the lower one on a
+    tie): whose cells give a generated cell its library size."""
+    distinct = np.unique(training)
+    if len(distinct) == 1:
+        return np.full(len(requested), distinct[0])
+    position = np.clip(np.searchsorted(distinct, requested), 1, len(distinct) - 1)
+    lower, upper = distinct[position - 1], distinct[position]
+    return np.where(requested - lower <= upper - requested, lower, upper)
+
+
+def matched_on_nearest_values(
+    requested: pd.DataFrame, training: pd.DataFrame, keys: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``requested`` and ``training`` with each continuous condition of ``keys`` as categories
+    of the training values, a requested value replaced by the nearest of them, so reference
+    cells (library size, batch) are drawn as for categorical conditions: from training cells
+    with the same conditions and the training value nearest the requested one."""
+    requested, training = requested.copy(), training.copy()
+    for key in keys:
+        distinct = np.unique(training[key].to_numpy(dtype=np.float64))
+        training[key] = pd.Categorical(
+            training[key].to_numpy(dtype=np.float64), categories=distinct
+        )
+        if key in requested.columns:
+            nearest = nearest_training_values(requested[key].to_numpy(dtype=np.float64), distinct)
+            requested[key] = pd.Categorical(nearest, categories=distinct)
+    return requested, training
