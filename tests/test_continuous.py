@@ -14,7 +14,7 @@ from scipy import sparse, stats
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
 from scvi_diffusion._cli import main
-from scvi_diffusion.model._continuous import nearest_training_values
+from scvi_diffusion.model._continuous import matched_on_nearest_values, nearest_training_values
 from scvi_diffusion.module._networks import SkipMLPDenoiser
 
 from .conftest import QUIET, quiet_train
@@ -113,6 +113,17 @@ def test_library_sizes_come_from_the_nearest_training_value():
         nearest_training_values(np.array([-1.0, 0.2, 0.25, 0.3, 1.6, 9.0]), np.array(DOSES)),
         [0.0, 0.0, 0.0, 0.5, 2.0, 2.0],
     )
+    # nearest among the training cells that share the requested labels (all, for new labels)
+    types = ["A", "A", "B", "B"]
+    training = pd.DataFrame({"cell_type": pd.Categorical(types), "dose": [0.0, 1.0, 2.0, 3.0]})
+    requested = pd.DataFrame(
+        {"cell_type": pd.Categorical(["A", "B", "A"]), "dose": [2.9, 0.2, 0.4]}
+    )
+    matched, matched_training = matched_on_nearest_values(requested, training, ["dose"])
+    assert list(matched["dose"]) == [1.0, 2.0, 0.0]
+    assert list(matched_training["dose"].cat.categories) == [0.0, 1.0, 2.0, 3.0]
+    unseen = pd.DataFrame({"cell_type": pd.Categorical(["C"]), "dose": [2.6]})
+    assert list(matched_on_nearest_values(unseen, training, ["dose"])[0]["dose"]) == [3.0]
 
 
 def test_same_seed_same_cells_and_the_value_matters(dose_model):

@@ -180,16 +180,27 @@ def matched_on_nearest_values(
     requested: pd.DataFrame, training: pd.DataFrame, keys: Sequence[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``requested`` and ``training`` with each continuous condition of ``keys`` as categories
-    of the training values, a requested value replaced by the nearest of them, so reference
-    cells (library size, batch) are drawn as for categorical conditions: from training cells
-    with the same conditions and the training value nearest the requested one."""
+    of the training values, a requested value replaced by the nearest value of the training
+    cells that share the cell's requested categorical conditions (of all training cells if none
+    does), so reference cells (library size, batch) are drawn as for categorical conditions:
+    from training cells with the same conditions at the training value nearest the request."""
     requested, training = requested.copy(), training.copy()
+    labels = [c for c in requested.columns if c not in keys]
     for key in keys:
-        distinct = np.unique(training[key].to_numpy(dtype=np.float64))
-        training[key] = pd.Categorical(
-            training[key].to_numpy(dtype=np.float64), categories=distinct
-        )
-        if key in requested.columns:
-            nearest = nearest_training_values(requested[key].to_numpy(dtype=np.float64), distinct)
-            requested[key] = pd.Categorical(nearest, categories=distinct)
+        values = training[key].to_numpy(dtype=np.float64)
+        distinct = np.unique(values)
+        training[key] = pd.Categorical(values, categories=distinct)
+        if key not in requested.columns:
+            continue
+        asked = requested[key].to_numpy(dtype=np.float64)
+        nearest = np.empty_like(asked)
+        groups = requested.groupby(labels, observed=True, sort=False).indices if labels else {}
+        for combination, rows in (groups or {(): np.arange(len(asked))}).items():
+            combination = combination if isinstance(combination, tuple) else (combination,)
+            mask = np.ones(len(values), dtype=bool)
+            for column, value in zip(labels, combination, strict=True):
+                mask &= (training[column] == value).to_numpy()
+            candidates = values[mask] if mask.any() else values
+            nearest[rows] = nearest_training_values(asked[rows], candidates)
+        requested[key] = pd.Categorical(nearest, categories=distinct)
     return requested, training
