@@ -100,6 +100,10 @@ def test_new_cells_at_measured_unmeasured_and_per_cell_values(dose_model):
     assert params["guidance_scale"] == {"cell_type": 1.5, "dose": 1.5}
     assert params["continuous_conditions"]["dose"]["maximum"] == 2.0
     assert "nearest each requested value" in params["library_size"]
+    # beside a label, the joint model guides every cell
+    assert params["guided"] == {"joint": 12, "analogy": 0, "compositional": 0}
+    by_keyword = dose_model.generate(n=4, cell_type="CD19+ B", dose=1.5, progress_bar=False)
+    assert (by_keyword.obs["dose"] == 1.5).all()
     table = pd.DataFrame({"cell_type": ["CD14+ Monocyte", "CD56+ NK"] * 3, "dose": [0, 1.5] * 3})
     cells = dose_model.generate(conditions=table, seed=0, progress_bar=False)
     np.testing.assert_array_equal(cells.obs["dose"], table["dose"])

@@ -180,8 +180,11 @@ def _generate(args: argparse.Namespace) -> int:
     from .model._scdiffusion import ScDiffusion
 
     adata = None if args.data is None else _read(args.data)
-    if args.source is None and args.start_time is not None:
-        raise ValueError("--start-time applies to counterfactuals: give --source as well.")
+    if args.source is None and args.interpolate is None and args.start_time is not None:
+        raise ValueError(
+            "--start-time applies to counterfactuals and interpolation: give --source or "
+            "--interpolate as well."
+        )
     source = None if args.source is None else _read(args.source)
     model = ScDiffusion.load(args.model, adata=adata, accelerator=args.accelerator)
     continuous = model.continuous_condition_keys

@@ -141,7 +141,7 @@ def parse_requests(
     for role, value in role_values.items():
         if value is None:
             continue
-        if role not in space.roles and role not in space.categories:
+        if role not in space.roles and role not in space.categories and role not in space.values:
             raise ValueError(
                 f"`{role}=` needs a registered {role} column: call "
                 f"`ScDiffusion.setup_anndata(adata, {role}_key=...)` before creating the model."

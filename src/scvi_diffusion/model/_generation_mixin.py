@@ -297,9 +297,9 @@ class GenerationMixin:
     def _keyword_conditions(self, values: dict[str, object]) -> dict[str, object]:
         """Conditions given to ``generate`` as keywords: each must be a registered condition
         (a TypeError, as Python's for an unknown keyword, names the valid ones otherwise)."""
-        unknown = [name for name in values if name not in self.condition_keys]
+        registered = [*self.condition_keys, *self.continuous_condition_keys]
+        unknown = [name for name in values if name not in registered]
         if unknown:
-            registered = list(self.condition_keys)
             names = [*inspect.signature(self.generate).parameters, *registered]
             close = difflib.get_close_matches(unknown[0], names, n=1)
             raise TypeError(
@@ -709,7 +709,7 @@ class GenerationMixin:
                 "drawn from training cells with the same conditions and the training value "
                 "nearest each requested value"
             )
-        if len(self._denoiser_conditions) > 1:
+        if len(self._denoiser_keys) > 1:
             params["guided"] = guided_counts(joint_cells, analogy)
         return params
 

@@ -15,9 +15,9 @@ def value_progress(
 ):
     """Where cells generated at each value sit along the real cells' value.
 
-    Against the value asked for: the synthetic cells' mean position per requested value (a line), the real cells' own
-    positions at the measured values (points), and the diagonal where a cell sits exactly at
-    the value asked for; the Spearman correlations in the legend.
+    Against the value asked for: the synthetic cells' mean position per requested value (a
+    line), the real cells' own positions at the measured values (points), and the diagonal
+    where a cell sits exactly at the value asked for; the Spearman correlations in the legend.
 
     Parameters
     ----------
