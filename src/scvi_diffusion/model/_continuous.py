@@ -96,7 +96,8 @@ class ContinuousObsField(NumericalObsField):
         }
 
     def transfer_field(self, state_registry: dict, adata_target, **kwargs) -> dict:
-        super(NumericalObsField, self).transfer_field(state_registry, adata_target, **kwargs)
+        # the target's values are checked, but its statistics are not computed: the source's stay
+        self.validate_field(adata_target)
         numeric_values(adata_target.obs, self.attr_key)
         return {name: state_registry[name] for name in STATISTICS}
 
