@@ -14,7 +14,13 @@ from scipy import sparse, stats
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
 from scvi_diffusion._cli import main
-from scvi_diffusion.model._continuous import matched_on_nearest_values, nearest_training_values
+from scvi_diffusion.model._continuous import (
+    ValueRange,
+    matched_on_nearest_values,
+    nearest_training_values,
+    vicinal_spreads,
+)
+from scvi_diffusion.module._latent_modules import with_jittered_values
 from scvi_diffusion.module._networks import SkipMLPDenoiser
 
 from .conftest import QUIET, quiet_train
@@ -130,6 +136,41 @@ def test_library_sizes_come_from_the_nearest_training_value():
     assert list(matched_on_nearest_values(unseen, training, ["dose"])[0]["dose"]) == [3.0]
 
 
+def test_several_values_are_matched_to_a_combination_training_cells_have():
+    # one at a time, (0.9, 0.6) would match dose 1 and day 1, (0.2, 2.2) dose 0 and day 3:
+    # pairs no training cell has
+    training = pd.DataFrame({"dose": [0.0, 1.0, 1.0], "day": [1.0, 0.0, 3.0]})
+    requested = pd.DataFrame({"dose": [0.9, 0.2], "day": [0.6, 2.2]})
+    matched, _ = matched_on_nearest_values(requested, training, ["dose", "day"])
+    assert list(zip(matched["dose"], matched["day"], strict=True)) == [(1.0, 0.0), (1.0, 3.0)]
+    # on standardised values: a day apart counts little where days spread 100 times wider
+    ranges = {
+        "dose": ValueRange(mean=0.5, sd=1.0, minimum=0.0, maximum=1.0),
+        "day": ValueRange(mean=1.0, sd=100.0, minimum=0.0, maximum=3.0),
+    }
+    request = pd.DataFrame({"dose": [0.4], "day": [3.0]})
+    for scales, expected in ((None, (1.0, 3.0)), (ranges, (0.0, 1.0))):
+        matched, _ = matched_on_nearest_values(request, training, ["dose", "day"], scales)
+        assert (matched["dose"].iloc[0], matched["day"].iloc[0]) == expected
+
+
+def test_training_jitters_each_value_toward_its_neighbours():
+    spreads = vicinal_spreads(np.array([1.0, 0.0, 1.0, 3.0, 0.0]))
+    np.testing.assert_allclose(spreads["below"], [0.25, 0.0, 0.25, 0.5, 0.0])
+    np.testing.assert_allclose(spreads["above"], [0.5, 0.25, 0.5, 0.0, 0.25])
+    # a code column and a value of 1 with sd 0.25 below and 0.5 above
+    n = 20_000
+    labels = torch.tensor([[2.0, 1.0]]).repeat(n, 1)
+    torch.manual_seed(0)
+    moved = with_jittered_values(labels, torch.tensor([[0.25, 0.5]]).repeat(n, 1))
+    assert (moved[:, 0] == 2.0).all()
+    shift = moved[:, 1] - 1.0
+    assert (shift < 0).float().mean() == pytest.approx(0.5, abs=0.02)
+    half_normal_mean = np.sqrt(2 / np.pi)
+    assert -shift[shift < 0].mean() == pytest.approx(0.25 * half_normal_mean, rel=0.05)
+    assert shift[shift > 0].mean() == pytest.approx(0.5 * half_normal_mean, rel=0.05)
+
+
 def test_same_seed_same_cells_and_the_value_matters(dose_model):
     request = {"cell_type": "CD14+ Monocyte", "dose": 1.0}
     first, second = (
@@ -177,6 +218,8 @@ def test_sweep_of_a_value(dose_model):
         dose_model.generate(
             interpolate={"dose": (0, 2)}, conditions={"dose": 1}, progress_bar=False
         )
+    with pytest.raises(ValueError, match="`start_time` does not apply to a sweep of the conti"):
+        dose_model.generate(interpolate={"dose": (0, 2)}, start_time=300, progress_bar=False)
 
 
 def test_counterfactuals_change_the_value_and_keep_the_rest(dose_model):
@@ -198,6 +241,22 @@ def test_counterfactuals_change_the_value_and_keep_the_rest(dose_model):
             conditions={"cell_type": "CD19+ B"},
             progress_bar=False,
         )
+    missing = source.copy()
+    missing.obs.loc[missing.obs_names[0], "dose"] = np.nan
+    with pytest.raises(ValueError, match=r"source.obs\['dose'\] has 1 missing .* give every"):
+        dose_model.generate(source=missing, cell_type="CD19+ B", progress_bar=False)
+
+
+def test_counterfactual_values_outside_the_range_warn_once(dose_model):
+    source = dose_model.adata[:6].copy()
+    with pytest.warns(UserWarning, match="outside the training range") as caught:
+        dose_model.generate(source=source, dose=5.0, seed=0, progress_bar=False)
+    assert len(caught) == 1 and caught[0].filename == __file__
+    # a kept value outside the range is the source cells', but just as much a guess
+    source.obs["dose"] = -1.0
+    with pytest.warns(UserWarning, match=r"Kept 'dose' = -1 .*\(6 cells\)") as caught:
+        dose_model.generate(source=source, cell_type="CD19+ B", seed=0, progress_bar=False)
+    assert len(caught) == 1 and caught[0].filename == __file__
 
 
 def test_save_and_load_keep_the_values(dose_model, tmp_path):
@@ -335,6 +394,10 @@ def test_value_progress_errors_and_plot(one_blas_thread, tmp_path):
     single.obs["dose"] = 1.0
     with pytest.raises(ValueError, match="single value"):
         scvi_diffusion.metrics.value_progress(single, adata, "dose")
+    # 18 cells: each fold predicts from 14, fewer than 15 neighbours
+    with pytest.raises(ValueError, match="at least 19 real cells for n_neighbors=15"):
+        scvi_diffusion.metrics.value_progress(adata[:18].copy(), adata, "dose")
+    assert len(scvi_diffusion.metrics.value_progress(adata[:19].copy(), adata, "dose")) > 0
     progress = scvi_diffusion.metrics.value_progress(adata, adata[::3].copy(), "dose")
     fig = scvi_diffusion.pl.value_progress(progress, "dose", save=tmp_path / "progress.png")
     assert (tmp_path / "progress.png").stat().st_size > 0

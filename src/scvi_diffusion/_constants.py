@@ -101,3 +101,15 @@ def condition_registry_key(obs_key: str) -> str:
 def continuous_registry_key(obs_key: str) -> str:
     """Registry key of the field that holds the continuous condition ``adata.obs[obs_key]``."""
     return f"{CONTINUOUS_REGISTRY_PREFIX}{obs_key}"
+
+
+VALUE_SPREAD_SIDES = ("below", "above")
+VALUE_SPREAD_SHARE = 0.25
+"""The sd of a training value's jitter toward the next measured value, as a share of the gap
+to it (see ``model._continuous.vicinal_spreads``)."""
+
+
+def value_spread_key(key: str, side: str) -> str:
+    """Where a continuous condition's training jitter toward ``side`` ("below" or "above") is
+    kept: ``key`` an obs column or that column's registry key (:func:`continuous_registry_key`)."""
+    return f"{key} (spread {side})"

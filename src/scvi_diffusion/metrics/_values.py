@@ -3,6 +3,9 @@ values are: their position along the real cells' value, read from expression."""
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -12,6 +15,8 @@ from sklearn.neighbors import KNeighborsRegressor
 
 from ._expression import _spearman
 from ._space import shared_space
+
+N_FOLDS = 5
 
 
 def _values(adata: ad.AnnData, key: str, name: str) -> np.ndarray:
@@ -26,6 +31,11 @@ def _values(adata: ad.AnnData, key: str, name: str) -> np.ndarray:
     if not np.isfinite(values).all():
         raise ValueError(f"obs[{key!r}] of the {name} cells has missing or infinite values.")
     return values
+
+
+def _fold_fit_size(n_cells: int) -> int:
+    """Cells that predict the largest of the folds' held-out cells."""
+    return n_cells - math.ceil(n_cells / N_FOLDS)
 
 
 def value_progress(
@@ -70,8 +80,8 @@ def value_progress(
     Raises
     ------
     ValueError
-        A value column is missing, not numeric or not finite, or the real cells have fewer
-        than ``n_neighbors + 1`` cells or a single value.
+        A value column is missing, not numeric or not finite, or the real cells are too few
+        for ``n_neighbors`` in a fold (four fifths of them) or have a single value.
 
     Examples
     --------
@@ -97,13 +107,18 @@ def value_progress(
     """
     real_values = _values(real, value_key, "real")
     synthetic_values = _values(synthetic, value_key, "synthetic")
-    if real.n_obs <= n_neighbors:
-        raise ValueError(f"Give more than n_neighbors={n_neighbors} real cells.")
+    if _fold_fit_size(real.n_obs) < n_neighbors:
+        needed = next(n for n in itertools.count(n_neighbors) if _fold_fit_size(n) >= n_neighbors)
+        raise ValueError(
+            f"Give at least {needed} real cells for n_neighbors={n_neighbors} (got "
+            f"{real.n_obs}): the real cells' positions are predicted in {N_FOLDS} folds, each "
+            "from the cells of the other folds."
+        )
     if np.unique(real_values).size < 2:
         raise ValueError(f"The real cells have a single value of {value_key!r}.")
     space = shared_space(real, synthetic)
     regression = KNeighborsRegressor(n_neighbors=n_neighbors)
-    folds = KFold(n_splits=5, shuffle=True, random_state=random_state)
+    folds = KFold(n_splits=N_FOLDS, shuffle=True, random_state=random_state)
     real_position = cross_val_predict(regression, space.real_pca, real_values, cv=folds)
     position = regression.fit(space.real_pca, real_values).predict(space.synthetic_pca)
     frame = pd.DataFrame({"value": synthetic_values, "position": position})

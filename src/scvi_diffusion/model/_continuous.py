@@ -16,6 +16,9 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from scvi.data.fields import NumericalObsField
+from sklearn.neighbors import NearestNeighbors
+
+from .._constants import VALUE_SPREAD_SHARE, VALUE_SPREAD_SIDES
 
 STATISTICS = ("mean", "sd", "minimum", "maximum")
 
@@ -41,28 +44,31 @@ def checked_continuous_keys(keys, categorical: Sequence[str]) -> list[str]:
     return keys
 
 
-def numeric_values(obs: pd.DataFrame, key: str) -> np.ndarray:
-    """``obs[key]`` as floats, checked: a numeric column with finite values only."""
+def numeric_values(
+    obs: pd.DataFrame,
+    key: str,
+    where: str = "adata.obs",
+    advice: str = "fill or drop those cells before setup_anndata",
+) -> np.ndarray:
+    """``obs[key]`` as floats, checked: a numeric column with finite values only. ``where``
+    names ``obs`` in the errors, ``advice`` says what to do about missing values."""
     if key not in obs:
         raise ValueError(
-            f"{key!r} is not a column of adata.obs; available columns: {list(obs.columns)}."
+            f"{key!r} is not a column of {where}; available columns: {list(obs.columns)}."
         )
     column = obs[key]
     if isinstance(column.dtype, pd.CategoricalDtype):
         column = column.astype(column.cat.categories.dtype)
     if is_bool_dtype(column.dtype) or not is_numeric_dtype(column.dtype):
         raise ValueError(
-            f"adata.obs[{key!r}] is not numeric (dtype {column.dtype}); a continuous condition "
+            f"{where}[{key!r}] is not numeric (dtype {column.dtype}); a continuous condition "
             "needs numbers (for example days or doses). Register a column of labels with "
             "`condition_keys` instead."
         )
     values = column.to_numpy(dtype=np.float64)
     bad = int((~np.isfinite(values)).sum())
     if bad:
-        raise ValueError(
-            f"adata.obs[{key!r}] has {bad} missing or infinite values; fill or drop those "
-            "cells before setup_anndata."
-        )
+        raise ValueError(f"{where}[{key!r}] has {bad} missing or infinite values; {advice}.")
     return values
 
 
@@ -98,7 +104,11 @@ class ContinuousObsField(NumericalObsField):
     def transfer_field(self, state_registry: dict, adata_target, **kwargs) -> dict:
         # the target's values are checked, but its statistics are not computed: the source's stay
         self.validate_field(adata_target)
-        numeric_values(adata_target.obs, self.attr_key)
+        numeric_values(
+            adata_target.obs,
+            self.attr_key,
+            advice="fill or drop those cells before giving them to the model",
+        )
         return {name: state_registry[name] for name in STATISTICS}
 
     def get_summary_stats(self, _state_registry: dict) -> dict:
@@ -147,16 +157,26 @@ def requested_values(key: str, values, value_range: ValueRange, stacklevel: int 
             f"Condition {key!r} has missing or infinite values in "
             f"{int((~np.isfinite(numbers)).sum())} requested cells; give a number for every cell."
         )
+    warn_outside_range(key, numbers, value_range, stacklevel=stacklevel)
+    return numbers
+
+
+def warn_outside_range(
+    key: str, numbers: np.ndarray, value_range: ValueRange, stacklevel: int = 2, what: str = ""
+) -> None:
+    """A UserWarning if any of ``numbers`` lies outside the training range; ``stacklevel`` as
+    the caller would give it to :func:`warnings.warn`, ``what`` says whose values they are."""
     outside = (numbers < value_range.minimum) | (numbers > value_range.maximum)
     if outside.any():
         warnings.warn(
-            f"{key!r} = {numbers[outside][0]:g} is outside the training range "
-            f"[{value_range.minimum:g}, {value_range.maximum:g}]: the model extrapolates, and "
-            "its cells there are a guess rather than a learned state.",
+            f"{what}{key!r} = {numbers[outside][0]:g} is outside the training range "
+            f"[{value_range.minimum:g}, {value_range.maximum:g}]"
+            + (f" ({int(outside.sum())} cells)" if outside.sum() > 1 else "")
+            + ": the model extrapolates, and its cells there are a guess rather than a learned "
+            "state.",
             UserWarning,
-            stacklevel=stacklevel,
+            stacklevel=stacklevel + 1,
         )
-    return numbers
 
 
 def is_number(value) -> bool:
@@ -166,9 +186,36 @@ def is_number(value) -> bool:
     )
 
 
+def vicinal_spreads(values: np.ndarray) -> dict[str, np.ndarray]:
+    """For each training value, the standard deviations of the jitter the denoiser sees it with
+    in training, toward the next lower and the next higher measured value
+    (:data:`~scvi_diffusion._constants.VALUE_SPREAD_SIDES`): a quarter of the gap on each side,
+    0 beyond the training range.
+
+    Without it the denoiser learns only the measured values, and between two far-apart ones
+    (donors aged 6 and 38) its prediction is untrained: the sampler there can run far off the
+    data. With it, every point between two measured values is learnt from both (at a gap's
+    middle, each side's jitter is at two standard deviations), while measured values close
+    together (pseudotime, many doses) barely move, and values never mix beyond their
+    neighbours.
+    """
+    distinct = np.unique(values)
+    position = np.searchsorted(distinct, values)
+    gaps = np.concatenate([[0.0], np.diff(distinct), [0.0]]) * VALUE_SPREAD_SHARE
+    return dict(zip(VALUE_SPREAD_SIDES, (gaps[position], gaps[position + 1]), strict=True))
+
+
 def nearest_training_values(requested: np.ndarray, training: np.ndarray) -> np.ndarray:
     """For each requested value, the nearest value that training cells have (the lower one on a
-    tie): whose cells give a generated cell its library size."""
+    tie): whose cells give a generated cell its library size. With several continuous
+    conditions (2-d arrays, one column each, on comparable scales), the nearest combination of
+    values that training cells have, so the match is never an unseen combination."""
+    if requested.ndim == 2:
+        distinct = np.unique(training, axis=0)
+        if distinct.shape[1] == 1:
+            return nearest_training_values(requested[:, 0], distinct[:, 0])[:, None]
+        nearest = NearestNeighbors(n_neighbors=1).fit(distinct)
+        return distinct[nearest.kneighbors(requested, return_distance=False)[:, 0]]
     distinct = np.unique(training)
     if len(distinct) == 1:
         return np.full(len(requested), distinct[0])
@@ -178,23 +225,26 @@ def nearest_training_values(requested: np.ndarray, training: np.ndarray) -> np.n
 
 
 def matched_on_nearest_values(
-    requested: pd.DataFrame, training: pd.DataFrame, keys: Sequence[str]
+    requested: pd.DataFrame,
+    training: pd.DataFrame,
+    keys: Sequence[str],
+    ranges: dict[str, ValueRange] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``requested`` and ``training`` with each continuous condition of ``keys`` as categories
-    of the training values, a requested value replaced by the nearest value of the training
+    of the training values, the requested values replaced by the nearest ones of the training
     cells that share the cell's requested categorical conditions (of all training cells if none
     does), so reference cells (library size, batch) are drawn as for categorical conditions:
-    from training cells with the same conditions at the training value nearest the request."""
+    from training cells with the same conditions at the training values nearest the request.
+    Several requested continuous conditions are matched together, to the nearest combination
+    training cells have, on values standardised with ``ranges`` (the training statistics)."""
     requested, training = requested.copy(), training.copy()
     labels = [c for c in requested.columns if c not in keys]
-    for key in keys:
-        values = training[key].to_numpy(dtype=np.float64)
-        distinct = np.unique(values)
-        training[key] = pd.Categorical(values, categories=distinct)
-        if key not in requested.columns:
-            continue
-        asked = requested[key].to_numpy(dtype=np.float64)
-        nearest = np.empty_like(asked)
+    asked_keys = [k for k in keys if k in requested.columns]
+    scale = np.array([ranges[k].sd if ranges else 1.0 for k in asked_keys])
+    values = training[asked_keys].to_numpy(dtype=np.float64) / scale
+    asked = requested[asked_keys].to_numpy(dtype=np.float64) / scale
+    nearest = np.empty_like(asked)
+    if asked_keys:
         groups = requested.groupby(labels, observed=True, sort=False).indices if labels else {}
         for combination, rows in (groups or {(): np.arange(len(asked))}).items():
             combination = combination if isinstance(combination, tuple) else (combination,)
@@ -203,5 +253,12 @@ def matched_on_nearest_values(
                 mask &= (training[column] == value).to_numpy()
             candidates = values[mask] if mask.any() else values
             nearest[rows] = nearest_training_values(asked[rows], candidates)
-        requested[key] = pd.Categorical(nearest, categories=distinct)
+    nearest *= scale
+    for key in keys:
+        distinct = np.unique(training[key].to_numpy(dtype=np.float64))
+        if key in asked_keys:
+            # exact training values again after the round trip through the scale
+            snapped = nearest_training_values(nearest[:, asked_keys.index(key)], distinct)
+            requested[key] = pd.Categorical(snapped, categories=distinct)
+        training[key] = pd.Categorical(training[key].to_numpy(float), categories=distinct)
     return requested, training

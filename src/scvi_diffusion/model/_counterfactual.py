@@ -21,7 +21,7 @@ from scipy import sparse
 from .._constants import COUNTERFACTUAL_SAMPLER, DEFAULT_SAMPLER
 from .._validation import row_sums, validate_counts
 from ._conditions import ConditionSpace
-from ._continuous import numeric_values
+from ._continuous import numeric_values, warn_outside_range
 from ._generation_plan import GuidanceTerm, target_weights
 from ._genes import check_genes
 
@@ -159,7 +159,13 @@ def source_cells(
     for key in space.values:
         if key not in changed:
             column(key, "condition")
-            kept[key] = numeric_values(source.obs, key)
+            kept[key] = numeric_values(
+                source.obs, key, "source.obs", "give every source cell its value, which it keeps"
+            )
+            # past this function, the plan, generate() and its decorator
+            warn_outside_range(
+                key, kept[key].to_numpy(), space.values[key], stacklevel=5, what="Kept "
+            )
     own = pd.DataFrame(index=pd.RangeIndex(source.n_obs))
     for key in changed:
         values = source.obs[key] if key in source.obs else pd.Series([None] * source.n_obs)

@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import inspect
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Literal
 
@@ -283,12 +284,21 @@ class GenerationMixin:
             if search is not None:
                 plan.params["counterfactual"]["start_time_search"] = search
         else:
+            start_time_given = start_time is not None
             if start_time is None:
                 start_time = DEFAULT_INTERPOLATION_START_TIME
             n_points, start_time = check_interpolation_arguments(n_points, start_time, n_timesteps)
             plan = self._plan_generation(
                 settings, n, roles, conditions, interpolate, n_points, start_time, guidance_scale
             )
+            sweep = plan.params.get("interpolation", {})
+            if start_time_given and sweep.get("kind") == "values":
+                raise ValueError(
+                    "`start_time` does not apply to a sweep of the continuous condition "
+                    f"{sweep['condition']!r}: its cells are generated "
+                    "from noise at each value. Leave `start_time` out (it sets where Gradient "
+                    "Interpolation of a categorical condition starts)."
+                )
         self._train_on_demand(plan, progress_bar)
         classifiers = [self._guidance_classifier(term.key) for term in plan.classifier_terms]
         batches = self._sample_batches(plan, classifiers, progress_bar)
@@ -347,7 +357,7 @@ class GenerationMixin:
         schedule = self.module.schedule
         start_latents = None
         matched, matched_training = matched_on_nearest_values(
-            requested, training, self.continuous_condition_keys
+            requested, training, self.continuous_condition_keys, space.values
         )
         if interpolation is None:
             # past draw_reference_cells, this method, generate() and its decorator
@@ -609,9 +619,17 @@ class GenerationMixin:
             probe_request(value, rows, source.n_obs) for value in (roles, conditions)
         )
 
-        plan = self._plan_counterfactual(
-            probe_settings, probe, roles, conditions, COUNTERFACTUAL_START_TIMES[0], guidance_scale
-        )
+        with warnings.catch_warnings():
+            # the final plan (all source cells) warns about the same request once
+            warnings.simplefilter("ignore", UserWarning)
+            plan = self._plan_counterfactual(
+                probe_settings,
+                probe,
+                roles,
+                conditions,
+                COUNTERFACTUAL_START_TIMES[0],
+                guidance_scale,
+            )
         self._train_on_demand(plan, progress_bar=False)
         spacing = SAMPLER_SPACING[settings.sampler]
 

@@ -255,7 +255,8 @@ class ScDiffusion(
         """%(summary)s.
 
         Counts are checked (non-negative integers, finite) before anything is registered, and
-        every condition becomes a categorical field. With no keys the model is unconditional.
+        every condition becomes a categorical field (a continuous one a numeric field). With no
+        keys the model is unconditional.
 
         Parameters
         ----------
@@ -272,8 +273,10 @@ class ScDiffusion(
             training cell with the same conditions.
         continuous_condition_keys
             Numeric obs columns to condition on as values (time, dose, age): the denoiser
-            learns each value, so cells can be generated at values between and beyond the
-            measured ones. Finite, not constant; needs classifier-free guidance.
+            learns each value, and in training sees each one jittered toward its measured
+            neighbours (a quarter of the gap on each side), so cells can be generated at
+            values between the measured ones (and, as a guess, beyond them). Finite, not
+            constant; needs classifier-free guidance.
         **kwargs
             Passed to :meth:`~scvi.data.AnnDataManager.register_fields` (used by scvi-tools
             when it transfers a registration to new data).

@@ -18,13 +18,14 @@ from .._constants import (
     LATENT_DEFAULTS,
     LATENT_PLAN_DEFAULTS,
     condition_registry_key,
+    value_spread_key,
 )
 from .._scvi_internals import forget_transferred_registration
 from .._validation import row_sums
 from ..module import ConditionClassifiersModule
 from ..train._latent_data import latent_step_budget, register_latents, steps_per_pass
 from ..train._stages import ModuleHost
-from ._continuous import numeric_values
+from ._continuous import numeric_values, vicinal_spreads
 
 logger = logging.getLogger("scvi").getChild("diffusion")
 
@@ -47,7 +48,10 @@ class TrainingCellsMixin:
         conditions = self._training_conditions(self.condition_keys)
         for key in self.continuous_condition_keys:
             # float columns: registered as values (see register_latents)
-            conditions[key] = self._value_range(key).standardize(self._training_values(key))
+            values = self._value_range(key).standardize(self._training_values(key))
+            conditions[key] = values
+            for side, spread in vicinal_spreads(values).items():
+                conditions[value_spread_key(key, side)] = spread.astype(np.float32)
         return register_latents(standardized.cpu().numpy(), conditions)
 
     def _training_values(self, key: str) -> np.ndarray:

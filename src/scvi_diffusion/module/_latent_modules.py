@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 
+from .._constants import VALUE_SPREAD_SIDES, value_spread_key
 from ..diffusion import LinearNoiseSchedule
 from ._networks import NoisyLatentClassifier, SkipMLPDenoiser
 
@@ -44,7 +45,10 @@ class LatentDiffusionModule(BaseModuleClass):
         the denoiser also learns every partly and fully unconditional prediction.
     value_registry_keys
         Registry keys of the continuous conditions' standardised values, which the denoiser
-        takes after the categorical labels (NaN, their null, when dropped).
+        takes after the categorical labels (NaN, their null, when dropped). Where the
+        training data also hold each value's jitter (registry keys :func:`value_spread_key`
+        of these), training moves the values by it, so the denoiser learns the values
+        between the measured ones.
     """
 
     def __init__(
@@ -103,15 +107,32 @@ class LatentDiffusionModule(BaseModuleClass):
                     tensors[key].float().view(-1, 1) for key in self.value_registry_keys
                 ]
             labels = torch.cat(columns, dim=1)
-        return {"x0": tensors[REGISTRY_KEYS.X_KEY], "labels": labels}
+        spread_keys = [
+            value_spread_key(key, side)
+            for side in VALUE_SPREAD_SIDES
+            for key in self.value_registry_keys
+        ]
+        spreads = None
+        if spread_keys and all(key in tensors for key in spread_keys):
+            # (cells, 2 * values): the jitter's sd below each value, then above
+            spreads = torch.cat([tensors[key].float().view(-1, 1) for key in spread_keys], dim=1)
+        return {"x0": tensors[REGISTRY_KEYS.X_KEY], "labels": labels, "value_spreads": spreads}
 
     @auto_move_data
-    def inference(self, x0: torch.Tensor, labels: torch.Tensor | None = None):
-        """Noise clean latents at uniformly drawn timesteps; drop conditions in training."""
+    def inference(
+        self,
+        x0: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        value_spreads: torch.Tensor | None = None,
+    ):
+        """Noise clean latents at uniformly drawn timesteps; in training, jitter the values
+        (``value_spreads``: each cell's sd below, then above, each value) and drop conditions."""
         t = self.schedule.sample_timesteps(
             x0.shape[0], device=x0.device, cells_per_timestep=CELLS_PER_TIMESTEP
         )
         noise = torch.randn_like(x0)
+        if labels is not None and self.training and value_spreads is not None:
+            labels = with_jittered_values(labels, value_spreads)
         if labels is not None and self.training and self.condition_dropout > 0:
             # each condition is dropped on its own, so every subset of conditions is learned,
             # which compositional guidance needs
@@ -140,6 +161,18 @@ class LatentDiffusionModule(BaseModuleClass):
         """Mean squared error of the predicted noise."""
         mse = F.mse_loss(generative_outputs["eps"], inference_outputs["noise"])
         return LossOutput(loss=mse, n_obs_minibatch=inference_outputs["noise"].shape[0])
+
+
+def with_jittered_values(labels: torch.Tensor, spreads: torch.Tensor) -> torch.Tensor:
+    """``labels`` whose last ``k`` columns (values) moved by a split-normal jitter: with
+    probability 1/2 up by a half-normal draw of sd ``spreads[:, k + j]``, otherwise down by
+    one of sd ``spreads[:, j]`` (see :func:`~scvi_diffusion.model._continuous.vicinal_spreads`)."""
+    k = spreads.shape[1] // 2
+    values = labels[:, -k:]
+    up = torch.rand_like(values) < 0.5
+    sd = torch.where(up, spreads[:, k:], -spreads[:, :k])
+    moved = values + sd * torch.randn_like(values).abs()
+    return torch.cat([labels[:, :-k], moved], dim=1)
 
 
 class ConditionClassifiersModule(BaseModuleClass):

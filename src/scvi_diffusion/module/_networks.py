@@ -51,8 +51,9 @@ class ValueEmbedding(nn.Module):
     and the value itself, through a small MLP; a learned vector stands for "not given" (NaN).
 
     The frequencies are low (periods of 2 to 8 standard deviations), so the embedding varies
-    smoothly between the measured values and the denoiser interpolates rather than memorises
-    each value.
+    smoothly between the measured values. Smoothness alone does not make the denoiser right
+    there: training jitters each value toward its measured neighbours (see
+    ``LatentDiffusionModule``), so the values between them are learnt, not extrapolated.
 
     Parameters
     ----------
