@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DEMO_OUT ?= demo_output
 TUTORIAL_CI_EPOCHS ?= 10
 
-.PHONY: demo test lint format bench bench-fidelity bench-conditioning bench-counterfactual bench-perturbation bench-realism bench-continuous \
+.PHONY: demo test lint format bench bench-fidelity bench-conditioning bench-counterfactual bench-perturbation bench-realism bench-continuous bench-privacy \
 	bench-speed bench-training tutorials tutorials-ci docs clean
 
 $(STAMP): pyproject.toml
@@ -62,6 +62,11 @@ bench-realism: $(STAMP)
 # real neighbouring ages and Gradient Interpolation of a categorical model, 3 seeds (~22 min)
 bench-continuous: $(STAMP)
 	$(BIN)/python benchmarks/continuous.py --out benchmarks/results/continuous_runs.jsonl
+
+# privacy of synthetic cells: default training on half of the cells, audited against the other
+# half beside noisy copies of the training cells (bundled PBMCs, PBMC3K, acinar; 3 seeds)
+bench-privacy: $(STAMP)
+	$(BIN)/python benchmarks/privacy.py --out benchmarks/results/privacy_runs.jsonl
 
 # default train() against scVI's, the denoiser against a bare PyTorch loop, training beside a
 # busy process (~15 min on 2 CPU cores)

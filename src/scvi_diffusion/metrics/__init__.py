@@ -8,6 +8,8 @@ spread, with a verdict per metric (:func:`verdicts` tabulates the headline ones)
 :func:`cfgen_scores` reproduces the protocol of published generation benchmarks (CFGen and
 later), :func:`marker_fold_changes` checks that each cell type keeps its marker genes, and
 :func:`counterfactual_scores` scores counterfactuals of real cells against the real change.
+:func:`privacy_scores`, :func:`closest_record_share`, :func:`memorized_fraction` and
+:func:`membership_inference` say whether synthetic cells give away their training cells.
 """
 
 from ..data._split import matched_sample, stratified_split
@@ -21,6 +23,12 @@ from ._expression import mean_expression_correlation, variance_correlation
 from ._floor import floor
 from ._markers import marker_fold_changes
 from ._mixing import ilisi
+from ._privacy import (
+    closest_record_share,
+    membership_inference,
+    memorized_fraction,
+    privacy_scores,
+)
 from ._space import SharedSpace, shared_space
 from ._trajectory import trajectory_progress
 from ._values import value_progress
@@ -28,6 +36,7 @@ from ._values import value_progress
 __all__ = [
     "SharedSpace",
     "cfgen_scores",
+    "closest_record_share",
     "conditional_accuracy",
     "count_checks",
     "counterfactual_scores",
@@ -37,8 +46,11 @@ __all__ = [
     "marker_fold_changes",
     "matched_sample",
     "mean_expression_correlation",
+    "membership_inference",
+    "memorized_fraction",
     "mmd_rbf",
     "mmd_rbf_biased",
+    "privacy_scores",
     "real_vs_synthetic_auc",
     "shared_space",
     "stratified_split",
