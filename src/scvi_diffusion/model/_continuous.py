@@ -205,17 +205,21 @@ def vicinal_spreads(values: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(VALUE_SPREAD_SIDES, (gaps[position], gaps[position + 1]), strict=True))
 
 
-def nearest_training_values(requested: np.ndarray, training: np.ndarray) -> np.ndarray:
+def nearest_training_values(
+    requested: np.ndarray, training: np.ndarray, scale: np.ndarray | None = None
+) -> np.ndarray:
     """For each requested value, the nearest value that training cells have (the lower one on a
     tie): whose cells give a generated cell its library size. With several continuous
-    conditions (2-d arrays, one column each, on comparable scales), the nearest combination of
-    values that training cells have, so the match is never an unseen combination."""
+    conditions (2-d arrays, one column each), the nearest combination of values that training
+    cells have, at distances measured in units of ``scale`` (one per column; default 1), so the
+    match is never an unseen combination."""
     if requested.ndim == 2:
         distinct = np.unique(training, axis=0)
         if distinct.shape[1] == 1:
             return nearest_training_values(requested[:, 0], distinct[:, 0])[:, None]
-        nearest = NearestNeighbors(n_neighbors=1).fit(distinct)
-        return distinct[nearest.kneighbors(requested, return_distance=False)[:, 0]]
+        scale = np.ones(distinct.shape[1]) if scale is None else scale
+        nearest = NearestNeighbors(n_neighbors=1).fit(distinct / scale)
+        return distinct[nearest.kneighbors(requested / scale, return_distance=False)[:, 0]]
     distinct = np.unique(training)
     if len(distinct) == 1:
         return np.full(len(requested), distinct[0])
@@ -241,8 +245,8 @@ def matched_on_nearest_values(
     labels = [c for c in requested.columns if c not in keys]
     asked_keys = [k for k in keys if k in requested.columns]
     scale = np.array([ranges[k].sd if ranges else 1.0 for k in asked_keys])
-    values = training[asked_keys].to_numpy(dtype=np.float64) / scale
-    asked = requested[asked_keys].to_numpy(dtype=np.float64) / scale
+    values = training[asked_keys].to_numpy(dtype=np.float64)
+    asked = requested[asked_keys].to_numpy(dtype=np.float64)
     nearest = np.empty_like(asked)
     if asked_keys:
         groups = requested.groupby(labels, observed=True, sort=False).indices if labels else {}
@@ -252,13 +256,11 @@ def matched_on_nearest_values(
             for column, value in zip(labels, combination, strict=True):
                 mask &= (training[column] == value).to_numpy()
             candidates = values[mask] if mask.any() else values
-            nearest[rows] = nearest_training_values(asked[rows], candidates)
-    nearest *= scale
+            nearest[rows] = nearest_training_values(asked[rows], candidates, scale)
     for key in keys:
         distinct = np.unique(training[key].to_numpy(dtype=np.float64))
         if key in asked_keys:
-            # exact training values again after the round trip through the scale
-            snapped = nearest_training_values(nearest[:, asked_keys.index(key)], distinct)
-            requested[key] = pd.Categorical(snapped, categories=distinct)
+            column = nearest[:, asked_keys.index(key)]
+            requested[key] = pd.Categorical(column, categories=distinct)
         training[key] = pd.Categorical(training[key].to_numpy(float), categories=distinct)
     return requested, training
