@@ -44,6 +44,15 @@ LATENT_DEFAULTS = {"diffusion": (4_000, 10_000), "classifier": (3_000, 500)}
 # scvi-tools' 0.01, which for the small gradients of the noise-prediction loss damps every
 # update; with it 4,000 steps are as faithful as 12,000 were (benchmarks/step_budget.py)
 LATENT_PLAN_DEFAULTS = {"diffusion": {"lr": 1e-3, "eps": 1e-8}, "classifier": {"lr": 1e-3}}
+MEMBERSHIP_TIMESTEP_SHARES = (0.05, 0.1, 0.15)
+"""Timesteps (shares of T) of the membership scores' denoising loss: where a denoiser that
+fits its training latents predicts their noise best, and new cells' worst."""
+MEMBERSHIP_NOISE_DRAWS = 8
+"""Noises per timestep and cell of the membership scores."""
+AUDIT_LIMITS = {"closest_record_share": 0.05, "memorized_fraction": 0.01, "membership_auc": 0.6}
+"""The audit's limits: above the share of synthetic cells nearer a training cell that no
+copying gives, above the holdout cells' own memorised fraction, and on the membership
+attacks' ROC-AUC."""
 LATENT_BATCH_SIZE = 256
 """Minibatch size of the latent stages, and of guidance classifiers trained on demand."""
 ENCODING_VALUES_PER_BATCH = 2**23

@@ -2,8 +2,8 @@
 
 The class holds the model's configuration and conditions; its capabilities come from mixins:
 staged training (``_training_mixin``), the training cells in latent space
-(``_training_cells_mixin``), generation (``_generation_mixin``) and safe persistence
-(``_persistence_mixin``).
+(``_training_cells_mixin``), generation (``_generation_mixin``), the privacy audit
+(``_audit_mixin``) and safe persistence (``_persistence_mixin``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from .._validation import one_of, validate_counts
 from ..module import ConditionClassifiersModule, ScDiffusionModule
 from ._analogy import TrainingCombinations
 from ._architecture import Architecture
+from ._audit_mixin import PrivacyAuditMixin
 from ._conditions import (
     check_condition_columns,
     checked_setup_keys,
@@ -55,6 +56,7 @@ from ._training_mixin import StagedTrainingMixin
 
 class ScDiffusion(
     GenerationMixin,
+    PrivacyAuditMixin,
     StagedTrainingMixin,
     TrainingCellsMixin,
     SafeSaveLoadMixin,

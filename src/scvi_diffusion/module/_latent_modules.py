@@ -162,6 +162,30 @@ class LatentDiffusionModule(BaseModuleClass):
         mse = F.mse_loss(generative_outputs["eps"], inference_outputs["noise"])
         return LossOutput(loss=mse, n_obs_minibatch=inference_outputs["noise"].shape[0])
 
+    @torch.no_grad()
+    def per_cell_loss(
+        self,
+        x0: torch.Tensor,
+        labels: torch.Tensor | None,
+        timesteps: Sequence[int],
+        n_draws: int,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """Each cell's noise-prediction error under its own ``labels``: the squared error per
+        latent dimension, averaged over ``n_draws`` noises at each of ``timesteps``.
+
+        The noises come from ``generator`` (on the CPU), so two calls with generators seeded
+        alike score a cell alike whatever else is in the batch.
+        """
+        total = torch.zeros(x0.shape[0], device=x0.device)
+        for step in timesteps:
+            t = torch.full((x0.shape[0],), int(step), device=x0.device, dtype=torch.long)
+            for _ in range(n_draws):
+                noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+                eps = self.denoiser(self.schedule.q_sample(x0, t, noise), t, labels)
+                total += (eps - noise).pow(2).mean(dim=1)
+        return total / (len(timesteps) * n_draws)
+
 
 def with_jittered_values(labels: torch.Tensor, spreads: torch.Tensor) -> torch.Tensor:
     """``labels`` whose last ``k`` columns (values) moved by a split-normal jitter: with
