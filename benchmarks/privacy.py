@@ -5,14 +5,26 @@ of the real cells, audited against the other half, beside positive controls.
 [--train-kwargs '{"diffusion_steps": 20000}'] [--label overfit]``, or ``make bench-privacy``.
 For each dataset and seed: a 50/50 split stratified by cell type (acinar: by donor) into
 training and holdout cells; one training on the first half; then
-:func:`~scvi_diffusion.metrics.privacy_scores` (one PCA of both real halves) of
+:meth:`~scvi_diffusion.ScDiffusion.audit` against the holdout (distances in one PCA of both
+real halves; the membership attacks on the model's own per-cell losses) of
 
-- ``generated``: as many new cells as training cells, in the training composition;
+- ``generated``: as many new cells as training cells, in the training composition, with
+  their fidelity against the holdout cells (:func:`~scvi_diffusion.metrics.evaluate`, group
+  "all": MMD, k-NN AUC, W2 and the condition's accuracy);
 - ``noisy copies`` (positive control): each training cell's counts thinned to 90% (binomial)
   and given back 10% Poisson noise at its own expression: copies a little noisier than a
   fresh count draw would be;
 - ``real`` (negative control): a third set of real cells is not available at 50/50, so the
   holdout cells' own scores (``holdout_to_train``, ``holdout_memorized_fraction``) stand in.
+
+A model trained far past its budget is the other positive control: ``--train-kwargs
+'{"diffusion_steps": 16000}' --label overfit``.
+
+``--audit-timing`` instead times :meth:`~scvi_diffusion.ScDiffusion.audit` at scale: 20,000
+bootstrapped PBMCs (:func:`~scvi_diffusion.data.pbmc68k_bootstrap`, 2,000 genes) split in two,
+a model trained briefly on the first 10,000 (the audit's cost does not depend on the budget),
+then three audits against the other 10,000, each generating 10,000 cells; one JSON line with
+the seconds of each to ``--timing-out``.
 
 Appends one JSON line per row to ``--out`` (default ``benchmarks/results/privacy_runs.jsonl``)
 and rewrites ``privacy.md`` beside it. ``--summarize-only`` rewrites the table without
@@ -36,7 +48,7 @@ from scipy import sparse
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
-from scvi_diffusion.metrics import privacy_scores, stratified_split
+from scvi_diffusion.metrics import evaluate, privacy_scores, stratified_split
 
 warnings.filterwarnings("ignore")
 
@@ -48,7 +60,16 @@ COLUMNS = (
     "holdout_memorized_fraction",
     "synthetic_to_train",
     "holdout_to_train",
+    "denoiser_membership_auc",
+    "denoiser_membership_tpr_at_1pct_fpr",
+    "reconstruction_membership_auc",
+    "reconstruction_membership_tpr_at_1pct_fpr",
+    "mmd",
+    "knn_auc",
+    "w2",
+    "conditional_accuracy",
 )
+FIDELITY = ("mmd", "knn_auc", "w2", "conditional_accuracy")
 
 
 def load(name: str) -> ad.AnnData:
@@ -82,6 +103,7 @@ def run(name: str, seed: int, label: str, train_kwargs: dict, out: Path) -> None
     scvi.settings.seed = seed
     model_cells = train.copy()
     ScDiffusion.setup_anndata(model_cells, cell_type_key=key)
+    holdout = holdout.copy()
     model = ScDiffusion(model_cells)
     train_seconds = timed_train(model, **QUIET, **train_kwargs)
     generated = model.generate(n=train.n_obs, seed=seed, progress_bar=False)
@@ -95,18 +117,29 @@ def run(name: str, seed: int, label: str, train_kwargs: dict, out: Path) -> None
         "train_seconds": train_seconds,
         "machine": machine_line(),
     }
+    distances = ("synthetic_to_train", "holdout_to_train")
     rows = []
     for cells, synthetic in (
         ("generated", generated),
         ("noisy copies", noisy_copies(train, seed)),
     ):
         started = time.perf_counter()
-        scores = privacy_scores(train, holdout, synthetic)
-        rows.append(
-            common
-            | {"cells": cells, "score_seconds": time.perf_counter() - started}
-            | {column: float(scores[column]) for column in COLUMNS}
+        report = model.audit(holdout, synthetic=synthetic)
+        seconds = time.perf_counter() - started
+        row = common | {"cells": cells, "audit_seconds": seconds}
+        row |= {check: float(value) for check, value in report["value"].items()}
+        row["expected_closest_record_share"] = float(
+            report.loc["closest_record_share", "reference"]
         )
+        row["holdout_memorized_fraction"] = float(report.loc["memorized_fraction", "reference"])
+        row |= {f"verdict ({k})": v for k, v in report.attrs["verdict"].items()}
+        # the distances themselves, from the same space as the audit's
+        scores = privacy_scores(train, holdout, synthetic)
+        row |= {column: float(scores[column]) for column in distances}
+        if cells == "generated":
+            fidelity = evaluate(holdout, synthetic, condition_key=key, n_repeats=0)
+            row |= {m: float(fidelity.loc[("all", m), "synthetic"]) for m in FIDELITY}
+        rows.append(row)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a") as handle:
         for row in rows:
@@ -114,8 +147,38 @@ def run(name: str, seed: int, label: str, train_kwargs: dict, out: Path) -> None
     print(f"{name} seed {seed} ({label}): {len(rows)} rows", flush=True)
 
 
+def audit_timing(out: Path, repeats: int = 3) -> None:
+    """Seconds of ``audit`` with 10,000 training, holdout and synthetic cells."""
+    cells = scvi_diffusion.data.pbmc68k_bootstrap(n_obs=20_000, n_vars=2_000, seed=0)
+    train, holdout = cells[:10_000].copy(), cells[10_000:].copy()
+    scvi.settings.seed = 0
+    ScDiffusion.setup_anndata(train, cell_type_key="cell_type")
+    model = ScDiffusion(train)
+    model.train(max_epochs=2, **QUIET)
+    seconds = []
+    for repeat in range(repeats):
+        started = time.perf_counter()
+        report = model.audit(holdout, seed=repeat, progress_bar=False)
+        seconds.append(time.perf_counter() - started)
+        print(f"audit {repeat}: {seconds[-1]:.1f} s", flush=True)
+    row = {
+        "n_train": train.n_obs,
+        "n_holdout": holdout.n_obs,
+        "n_synthetic": train.n_obs,
+        "n_vars": train.n_vars,
+        "seconds": seconds,
+        "checks": len(report),
+        "machine": machine_line(),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
 def _cell(values: pd.Series) -> str:
     values = values.dropna()
+    if values.empty:
+        return ""
     if len(values) == 1:
         return f"{values.iloc[0]:.3f}"
     return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
@@ -140,7 +203,14 @@ def main():
     parser.add_argument("--label", default="default")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/privacy_runs.jsonl"))
     parser.add_argument("--summarize-only", action="store_true")
+    parser.add_argument("--audit-timing", action="store_true")
+    parser.add_argument(
+        "--timing-out", type=Path, default=Path("benchmarks/results/privacy_audit_timing.jsonl")
+    )
     args = parser.parse_args()
+    if args.audit_timing:
+        audit_timing(args.timing_out)
+        return
     if not args.summarize_only:
         for seed in args.seeds:
             for name in args.datasets:

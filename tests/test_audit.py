@@ -75,13 +75,17 @@ def test_audit_flags_noisy_copies_and_leaves_the_cells_untouched(trained_model, 
     before_obs, before_uns = holdout.obs.copy(), dict(holdout.uns)
     training_obs = trained_model.adata.obs.copy()
     report = trained_model.audit(holdout, synthetic=noisy_copies(pbmc_split[0]), seed=0)
-    columns = ["value", "reference", "limit", "passed", "n_train", "n_holdout"]
+    columns = ["value", "reference", "limit", "passed", "concerns", "n_train", "n_holdout"]
     assert list(report.columns) == columns
     assert str(report["passed"].dtype) == "boolean"
     assert report.loc["closest_record_share", "value"] >= 0.9
     assert report.loc["closest_record_share", "reference"] == pytest.approx(490 / 700)
     assert not report.loc["closest_record_share", "passed"]
-    assert report.attrs["verdict"].startswith("failed: closest_record_share")
+    verdict = report.attrs["verdict"]
+    assert verdict["synthetic cells"] == "failed: closest_record_share, memorized_fraction"
+    assert verdict["model"].startswith(verdict["synthetic cells"])
+    assert set(report["concerns"]) == {"synthetic cells", "model"}
+    assert report.loc["denoiser_membership_auc", "concerns"] == "model"
     for check in ("denoiser", "reconstruction"):
         assert report.loc[f"{check}_membership_auc", "limit"] == 0.6
         assert pd.isna(report.loc[f"{check}_membership_tpr_at_1pct_fpr", "passed"])
@@ -150,7 +154,7 @@ def test_membership_scores_of_cells_with_values_and_unseen_categories(small_spli
     train, holdout = train.copy(), holdout.copy()
     train.obs["dose"] = np.tile([0.0, 1.0, 2.0, 3.0], train.n_obs // 4)
     holdout.obs["dose"] = np.nan
-    holdout.obs.loc[holdout.obs_names[:10], "dose"] = 1.5
+    holdout.obs.loc[holdout.obs_names[:10], "dose"] = 2.5
     scvi.settings.seed = 0
     ScDiffusion.setup_anndata(train, cell_type_key="cell_type", continuous_condition_keys=["dose"])
     model = quiet_train(ScDiffusion(train), max_epochs=3)
@@ -164,4 +168,35 @@ def test_membership_scores_of_cells_with_values_and_unseen_categories(small_spli
     assert (own[:5, 0] == null[0]).all() and (own[5:, 0] != null[0]).all()
     values = own[:, 1].numpy()
     assert np.isnan(values[10:]).all()
-    assert values[:10] == pytest.approx(model._value_range("dose").standardize([1.5]))
+    expected = model._value_range("dose").standardize([2.5])[0]
+    assert expected > 0 and values[:10] == pytest.approx(np.full(10, expected))
+
+
+def test_audit_table_verdicts():
+    """Limits and verdicts: the value at its limit passes; rows without a limit never fail;
+    the synthetic cells' verdict reads only their checks, the model's all of them."""
+    from scvi_diffusion.model._audit_mixin import audit_table
+
+    rows = {
+        "closest_record_share": (0.55, 0.5, 0.55, "synthetic cells", 10, 10),
+        "denoiser_membership_auc": (0.61, 0.5, 0.6, "model", 10, 10),
+        "denoiser_membership_tpr_at_1pct_fpr": (0.9, 0.01, np.nan, "model", 10, 10),
+    }
+    table = audit_table(rows)
+    assert table["passed"].tolist()[:2] == [True, False]
+    assert pd.isna(table.loc["denoiser_membership_tpr_at_1pct_fpr", "passed"])
+    assert table.attrs["verdict"] == {
+        "synthetic cells": "passed",
+        "model": "failed: denoiser_membership_auc",
+    }
+
+
+def test_membership_attack_reads_either_direction():
+    """Training cells with higher losses are given away as well as with lower ones."""
+    from scvi_diffusion.model._audit_mixin import _either_direction
+
+    rng = np.random.default_rng(0)
+    usual, lower = _either_direction(rng.normal(0, 1, 500), rng.normal(1, 1, 500), None, None)
+    flipped, higher = _either_direction(rng.normal(1, 1, 500), rng.normal(0, 1, 500), None, None)
+    assert lower and not higher
+    assert usual["auc"] == pytest.approx(flipped["auc"], abs=0.05) and usual["auc"] > 0.7
