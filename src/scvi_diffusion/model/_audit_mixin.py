@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 
 import anndata as ad
 import numpy as np
@@ -20,6 +19,7 @@ from .._scvi_internals import forget_transferred_registration
 from .._validation import check_seed, positive_int
 from ..metrics._privacy import membership_inference, privacy_scores
 from ._pipeline import seeded
+from ._training_cells_mixin import quiet_transfer
 
 logger = logging.getLogger("scvi").getChild("diffusion")
 
@@ -360,15 +360,8 @@ class PrivacyAuditMixin:
         layer = self._setup_args.get("layer")
         if layer is not None:
             stand_in.layers[layer] = stand_in.X
-        scvi_logger = logging.getLogger("scvi")
-        level = scvi_logger.level
-        scvi_logger.setLevel(max(scvi_logger.getEffectiveLevel(), logging.WARNING))
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*has fewer than 3 cells")
-                return self._validate_anndata(stand_in)
-        finally:
-            scvi_logger.setLevel(level)
+        with quiet_transfer():
+            return self._validate_anndata(stand_in)
 
     def _own_labels(self, obs: pd.DataFrame) -> torch.Tensor | None:
         """The denoiser's labels for cells' own conditions (unknown or missing: not given)."""

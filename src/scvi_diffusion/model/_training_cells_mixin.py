@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections.abc import Sequence
@@ -28,6 +29,22 @@ from ..train._stages import ModuleHost
 from ._continuous import numeric_values, vicinal_spreads
 
 logger = logging.getLogger("scvi").getChild("diffusion")
+
+
+@contextlib.contextmanager
+def quiet_transfer():
+    """Transfer the setup to new cells without scvi-tools' "attempting to transfer" message or
+    its warning about categories with few cells (meant for training data: a few new cells are
+    no problem)."""
+    scvi_logger = logging.getLogger("scvi")
+    level = scvi_logger.level
+    scvi_logger.setLevel(max(scvi_logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*has fewer than 3 cells")
+            yield
+    finally:
+        scvi_logger.setLevel(level)
 
 
 class TrainingCellsMixin:
@@ -90,16 +107,10 @@ class TrainingCellsMixin:
         registration is dropped afterwards, so that repeated calls keep no reference to their
         cells.
         """
-        scvi_logger = logging.getLogger("scvi")
-        level = scvi_logger.level
-        scvi_logger.setLevel(max(scvi_logger.getEffectiveLevel(), logging.WARNING))
         try:
-            with warnings.catch_warnings():
-                # a warning meant for training data: a few source cells are no problem
-                warnings.filterwarnings("ignore", message=".*has fewer than 3 cells")
+            with quiet_transfer():
                 return self._standardized_latents(adata=adata)
         finally:
-            scvi_logger.setLevel(level)
             forget_transferred_registration(self, adata)
 
     def _training_conditions(self, keys: Sequence[str]) -> pd.DataFrame:
