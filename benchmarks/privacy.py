@@ -2,7 +2,8 @@
 of the real cells, audited against the other half, beside positive controls.
 
 ``python benchmarks/privacy.py [--datasets pbmc68k pbmc3k acinar] [--seeds 0 1 2]
-[--train-kwargs '{"diffusion_steps": 20000}'] [--label overfit]``, or ``make bench-privacy``.
+[--train-kwargs '{"diffusion_steps": 20000}'] [--model-kwargs '{"dropout_rate": 0.3}']
+[--label overfit]``, or ``make bench-privacy``.
 For each dataset and seed: a 50/50 split stratified by cell type (acinar: by donor) into
 training and holdout cells; one training on the first half; then
 :meth:`~scvi_diffusion.ScDiffusion.audit` against the holdout (distances in one PCA of both
@@ -64,6 +65,8 @@ COLUMNS = (
     "denoiser_membership_tpr_at_1pct_fpr",
     "reconstruction_membership_auc",
     "reconstruction_membership_tpr_at_1pct_fpr",
+    "encoder_membership_auc",
+    "encoder_membership_tpr_at_1pct_fpr",
     "mmd",
     "knn_auc",
     "w2",
@@ -97,14 +100,16 @@ def noisy_copies(cells: ad.AnnData, seed: int) -> ad.AnnData:
     return copies
 
 
-def run(name: str, seed: int, label: str, train_kwargs: dict, out: Path) -> None:
+def run(
+    name: str, seed: int, label: str, train_kwargs: dict, out: Path, model_kwargs: dict
+) -> None:
     key = DATASETS[name]
     train, holdout = stratified_split(load(name), key, test_size=0.5, random_state=seed)
     scvi.settings.seed = seed
     model_cells = train.copy()
     ScDiffusion.setup_anndata(model_cells, cell_type_key=key)
     holdout = holdout.copy()
-    model = ScDiffusion(model_cells)
+    model = ScDiffusion(model_cells, **model_kwargs)
     train_seconds = timed_train(model, **QUIET, **train_kwargs)
     generated = model.generate(n=train.n_obs, seed=seed, progress_bar=False)
     common = {
@@ -112,6 +117,7 @@ def run(name: str, seed: int, label: str, train_kwargs: dict, out: Path) -> None
         "seed": seed,
         "label": label,
         "train_kwargs": json.dumps(train_kwargs),
+        "model_kwargs": json.dumps(model_kwargs),
         "n_train": train.n_obs,
         "n_holdout": holdout.n_obs,
         "train_seconds": train_seconds,
@@ -200,6 +206,7 @@ def main():
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--train-kwargs", type=json.loads, default={})
+    parser.add_argument("--model-kwargs", type=json.loads, default={})
     parser.add_argument("--label", default="default")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/privacy_runs.jsonl"))
     parser.add_argument("--summarize-only", action="store_true")
@@ -214,7 +221,7 @@ def main():
     if not args.summarize_only:
         for seed in args.seeds:
             for name in args.datasets:
-                run(name, seed, args.label, args.train_kwargs, args.out)
+                run(name, seed, args.label, args.train_kwargs, args.out, args.model_kwargs)
     runs = pd.read_json(args.out, lines=True)
     args.out.with_name(args.out.stem.removesuffix("_runs") + ".md").write_text(summarize(runs))
 

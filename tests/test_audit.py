@@ -43,16 +43,19 @@ def _small_model(train, **kwargs):
 
 
 def test_membership_scores_single_out_a_model_trained_far_past_its_data(small_split):
-    """Positive control: 3,000 denoiser steps on 80 cells (3,000 passes) fit the training
-    latents themselves; negative control: a few passes fit nothing."""
+    """Positive controls: 3,000 denoiser steps on 80 cells (3,000 passes) fit the training
+    latents themselves, and 100 epochs of the autoencoder spread its training cells wider
+    than new ones; negative control: a few passes fit nothing."""
     train, holdout = small_split
     overfit = _small_model(train, vae_epochs=100, diffusion_steps=3000)
     members, others = overfit.get_membership_scores(), overfit.get_membership_scores(holdout)
-    assert list(members.columns) == ["denoiser_loss", "reconstruction_loss"]
+    assert list(members.columns) == ["denoiser_loss", "reconstruction_loss", "latent_distance"]
     assert members.index.equals(overfit.adata.obs_names)
     assert others.index.equals(holdout.obs_names)
     attack = metrics.membership_inference(-members["denoiser_loss"], -others["denoiser_loss"])
     assert attack["auc"] > 0.9
+    spread = metrics.membership_inference(members["latent_distance"], others["latent_distance"])
+    assert spread["auc"] > 0.8
     barely = _small_model(train, max_epochs=3)
     members, others = barely.get_membership_scores(), barely.get_membership_scores(holdout)
     for loss in members:
@@ -86,7 +89,7 @@ def test_audit_flags_noisy_copies_and_leaves_the_cells_untouched(trained_model, 
     assert verdict["model"].startswith(verdict["synthetic cells"])
     assert set(report["concerns"]) == {"synthetic cells", "model"}
     assert report.loc["denoiser_membership_auc", "concerns"] == "model"
-    for check in ("denoiser", "reconstruction"):
+    for check in ("denoiser", "reconstruction", "encoder"):
         assert report.loc[f"{check}_membership_auc", "limit"] == 0.6
         assert pd.isna(report.loc[f"{check}_membership_tpr_at_1pct_fpr", "passed"])
     assert (report["n_train"] == 490).all() and (report["n_holdout"] == 210).all()
@@ -112,6 +115,11 @@ def test_audit_by_donor(trained_model, pbmc_split):
     assert (by_donor["n_train"], by_donor["n_holdout"]) == (4, 3)
     assert 0.0 <= by_donor["value"] <= 1.0
     assert "reconstruction_membership_tpr_at_1pct_fpr_by_donor" in report.index
+    assert report.attrs["training_cells_loss"].keys() == {
+        f"{attack}{suffix}"
+        for attack in ("denoiser", "reconstruction", "encoder")
+        for suffix in ("", "_by_donor")
+    }
 
 
 def test_audit_errors(trained_model, pbmc_split, tiny_model):
@@ -138,7 +146,7 @@ def test_audit_errors(trained_model, pbmc_split, tiny_model):
     cells = tiny_model.adata[:50].copy()
     cells.obs_names = [f"other_{i}" for i in range(50)]
     scores = tiny_model.get_membership_scores(cells)
-    assert scores.shape == (50, 2) and np.isfinite(scores.to_numpy()).all()
+    assert scores.shape == (50, 3) and np.isfinite(scores.to_numpy()).all()
     cells.obs["batch"] = "b3"
     with pytest.raises(ValueError, match=r"Batches \['b3'\].*not in training"):
         tiny_model.get_membership_scores(cells)
@@ -161,7 +169,7 @@ def test_membership_scores_of_cells_with_values_and_unseen_categories(small_spli
     holdout.obs["cell_type"] = holdout.obs["cell_type"].astype(str)
     holdout.obs.iloc[:5, holdout.obs.columns.get_loc("cell_type")] = "never seen"
     scores = model.get_membership_scores(holdout)
-    assert scores.shape == (holdout.n_obs, 2) and np.isfinite(scores.to_numpy()).all()
+    assert scores.shape == (holdout.n_obs, 3) and np.isfinite(scores.to_numpy()).all()
     own = model._own_labels(holdout.obs)
     null = model.module.diffusion.denoiser.null_labels
     assert own.shape == (holdout.n_obs, 2)

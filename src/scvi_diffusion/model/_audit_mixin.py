@@ -24,6 +24,12 @@ from ._training_cells_mixin import quiet_transfer
 logger = logging.getLogger("scvi").getChild("diffusion")
 
 AUDIT_COLUMNS = ["value", "reference", "limit", "passed", "concerns", "n_train", "n_holdout"]
+MEMBERSHIP_SCORES = {
+    "denoiser": "denoiser_loss",
+    "reconstruction": "reconstruction_loss",
+    "encoder": "latent_distance",
+}
+"""The audit's membership attacks and the per-cell score each reads."""
 CELLS, MODEL = "synthetic cells", "model"
 """What a check concerns: sharing the synthetic cells, or sharing the model file (which can
 also generate cells, so every check concerns it)."""
@@ -40,10 +46,11 @@ class PrivacyAuditMixin:
         batch_size: int | None = None,
         seed: int = 0,
     ) -> pd.DataFrame:
-        """Per-cell losses of the trained model, which a membership attack reads.
+        """Per-cell scores of the trained model, which a membership attack reads.
 
-        A model that fits its training cells themselves, not only their distribution, has
-        lower losses on them than on new cells of the same kind; compare the two with
+        A model that fits its training cells themselves, not only their distribution, scores
+        them apart from new cells of the same kind: lower losses, or latents placed
+        differently; compare the two with
         :func:`~scvi_diffusion.metrics.membership_inference` (as :meth:`audit` does).
 
         - ``denoiser_loss``: the denoiser's noise-prediction error on the cell's latent (its
@@ -53,6 +60,10 @@ class PrivacyAuditMixin:
         - ``reconstruction_loss``: the autoencoder's reconstruction loss of the cell's
           counts, per count (scVI's negative log-likelihood over the library size; the
           ``"mlp"`` autoencoder's mean squared error per gene).
+        - ``latent_distance``: how far the encoder places the cell from the centre of the
+          training cells' latents, in their standard deviations (the norm of the standardised
+          latent). An autoencoder fit to few cells spreads them wider than new cells, which it
+          places nearer the centre.
 
         Parameters
         ----------
@@ -67,7 +78,8 @@ class PrivacyAuditMixin:
         Returns
         -------
         pandas.DataFrame
-            ``denoiser_loss`` and ``reconstruction_loss``, one row per cell (its obs name).
+            ``denoiser_loss``, ``reconstruction_loss`` and ``latent_distance``, one row per
+            cell (its obs name).
 
         Raises
         ------
@@ -95,12 +107,15 @@ class PrivacyAuditMixin:
         batch_size = positive_int("batch_size", batch_size) or self._encoding_batch_size
         cells = self.adata if adata is None else self._stand_in(adata)
         try:
+            latents = self._standardized_latents(adata=None if adata is None else cells)
+            own_obs = (self.adata if adata is None else adata).obs
             return pd.DataFrame(
                 {
-                    "denoiser_loss": self._denoiser_losses(cells, adata, batch_size, seed),
+                    "denoiser_loss": self._denoiser_losses(latents, own_obs, batch_size, seed),
                     "reconstruction_loss": self._reconstruction_losses(cells, batch_size, seed),
+                    "latent_distance": latents.norm(dim=1).cpu().numpy().astype(np.float64),
                 },
-                index=(self.adata if adata is None else adata).obs_names.copy(),
+                index=own_obs.index.copy(),
             )
         finally:
             if adata is not None:
@@ -119,7 +134,7 @@ class PrivacyAuditMixin:
         """Whether synthetic cells and the model give away the training cells.
 
         Compares the training cells with ``holdout``, real cells of the same kind the model
-        never saw (a share of the data set aside before training), by four checks:
+        never saw (a share of the data set aside before training), by five checks:
 
         - ``closest_record_share`` (:func:`~scvi_diffusion.metrics.closest_record_share`):
           the share of synthetic cells nearer a training cell than any holdout cell, in a
@@ -129,12 +144,13 @@ class PrivacyAuditMixin:
           share of synthetic cells whose nearest training cell is under a third of the
           distance to the second nearest, against the holdout cells' own share (the
           ``reference``), with a limit 0.01 above it.
-        - ``denoiser_membership_auc`` and ``reconstruction_membership_auc``
-          (:func:`~scvi_diffusion.metrics.membership_inference` of
-          :meth:`get_membership_scores`): how well each per-cell loss tells training cells
+        - ``denoiser_membership_auc``, ``reconstruction_membership_auc`` and
+          ``encoder_membership_auc`` (:func:`~scvi_diffusion.metrics.membership_inference` of
+          the ``denoiser_loss``, ``reconstruction_loss`` and ``latent_distance`` of
+          :meth:`get_membership_scores`): how well each per-cell score tells training cells
           from holdout cells (ROC-AUC; 0.5 is chance, the limit 0.6), beside the true-positive
           rate at 1% false positives (rows ``*_tpr_at_1pct_fpr``, no limit: 0.01 is chance).
-          Each attack reads its loss in the direction that separates the sides better, lower
+          Each attack reads its score in the direction that separates the sides better, lower
           or higher on training cells (``attrs["training_cells_loss"]`` says which): a model
           whose losses are higher on its training cells gives them away as well.
           These attacks need the model itself, as anyone who receives the model file has it.
@@ -178,7 +194,7 @@ class PrivacyAuditMixin:
             ``"passed"`` when each of those checks with a limit passed, else ``"failed: "``
             and the failed checks: ``{"synthetic cells": ..., "model": ...}``.
             ``attrs["training_cells_loss"]``: for each attack, whether training cells had the
-            ``"lower"`` or ``"higher"`` losses.
+            ``"lower"`` or ``"higher"`` scores (losses; for the encoder, latent distances).
 
         Raises
         ------
@@ -246,24 +262,24 @@ class PrivacyAuditMixin:
         if donor_key is not None:
             groups.append((self.adata.obs[donor_key], holdout.obs[donor_key], "_by_donor"))
         directions = {}
-        for loss in ("denoiser", "reconstruction"):
+        for name, score in MEMBERSHIP_SCORES.items():
             for train_groups, holdout_groups, suffix in groups:
                 attack, lower = _either_direction(
-                    members[f"{loss}_loss"].to_numpy(),
-                    others[f"{loss}_loss"].to_numpy(),
+                    members[score].to_numpy(),
+                    others[score].to_numpy(),
                     None if train_groups is None else train_groups.to_numpy(),
                     None if holdout_groups is None else holdout_groups.to_numpy(),
                 )
-                directions[f"{loss}{suffix}"] = "lower" if lower else "higher"
+                directions[f"{name}{suffix}"] = "lower" if lower else "higher"
                 sizes = (attack["n_train"], attack["n_holdout"])
-                rows[f"{loss}_membership_auc{suffix}"] = (
+                rows[f"{name}_membership_auc{suffix}"] = (
                     attack["auc"],
                     0.5,
                     AUDIT_LIMITS["membership_auc"],
                     MODEL,
                     *sizes,
                 )
-                rows[f"{loss}_membership_tpr_at_1pct_fpr{suffix}"] = (
+                rows[f"{name}_membership_tpr_at_1pct_fpr{suffix}"] = (
                     attack["tpr_at_1pct_fpr"],
                     0.01,
                     np.nan,
@@ -381,12 +397,13 @@ class PrivacyAuditMixin:
             )
         return torch.stack(columns, dim=1)
 
-    def _denoiser_losses(self, cells, adata, batch_size: int, seed: int) -> np.ndarray:
+    def _denoiser_losses(
+        self, latents: torch.Tensor, obs: pd.DataFrame, batch_size: int, seed: int
+    ) -> np.ndarray:
         """Each cell's denoising loss at the membership timesteps (see
-        :meth:`get_membership_scores`)."""
+        :meth:`get_membership_scores`), from its standardised latent and its own conditions."""
         diffusion = self.module.diffusion
-        latents = self._standardized_latents(adata=None if adata is None else cells)
-        labels = self._own_labels((self.adata if adata is None else adata).obs)
+        labels = self._own_labels(obs)
         n_timesteps = diffusion.schedule.n_timesteps
         timesteps = [round(share * n_timesteps) for share in MEMBERSHIP_TIMESTEP_SHARES]
         was_training = diffusion.training
