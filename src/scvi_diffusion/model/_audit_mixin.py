@@ -16,9 +16,9 @@ from .._constants import (
     MEMBERSHIP_TIMESTEP_SHARES,
 )
 from .._scvi_internals import forget_transferred_registration
+from .._seeding import seeded
 from .._validation import check_seed, positive_int
 from ..metrics._privacy import membership_inference, privacy_scores
-from ._pipeline import seeded
 from ._training_cells_mixin import quiet_transfer
 
 logger = logging.getLogger("scvi").getChild("diffusion")

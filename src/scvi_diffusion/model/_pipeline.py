@@ -3,7 +3,6 @@ guidance, unstandardise, decode, counts; then the cells as an AnnData, in memory
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterator, Sequence
 
@@ -16,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._constants import LATENT_OBSM_KEY, NORMALIZED_TARGET_SUM, PARAMS_UNS_KEY
+from .._seeding import seeded
 from ..diffusion import (
     AnalogyGuidance,
     ClassifierFreeGuidance,
@@ -30,18 +30,6 @@ from ._streaming import write_h5ad_in_batches
 
 Batch = tuple[np.ndarray, np.ndarray | sparse.csr_matrix]
 """One batch of generated cells: their latents and their counts (or normalised values)."""
-
-
-@contextlib.contextmanager
-def seeded(seed: int | None, device: torch.device):
-    """Fix torch's random state for a block, without touching the caller's."""
-    if seed is None:
-        yield
-        return
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        yield
 
 
 def _denoiser_epsilon(
