@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 import scvi_diffusion
-from scvi_diffusion._cli import _plain_messages, build_parser, main
+from scvi_diffusion._cli import build_parser, main
+from scvi_diffusion._cli._messages import _plain_messages
 
 COMMANDS = ("demo", "train", "generate", "evaluate")
 
