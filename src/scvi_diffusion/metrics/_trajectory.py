@@ -35,6 +35,65 @@ def _pseudotime(space: SharedSpace, root: int, n_neighbors: int) -> np.ndarray:
     return joint.obs["dpt_pseudotime"].to_numpy()
 
 
+def _states(trajectory: ad.AnnData, source: str | None, target: str | None) -> dict[str, str]:
+    """The source and the target: as given, else as recorded in the trajectory's obs."""
+    states = {}
+    for name, value in (("source", source), ("target", target)):
+        if value is None:
+            column = f"interpolation_{name}"
+            if column not in trajectory.obs:
+                raise ValueError(f"Give `{name}=`: the trajectory has no obs[{column!r}].")
+            value = str(trajectory.obs[column].iloc[0])
+        states[name] = value
+    return states
+
+
+def _check_real_cells_have(labels: np.ndarray, states: dict[str, str], condition_key: str) -> None:
+    """A ValueError unless some real cells have the source and some the target."""
+    for name, value in states.items():
+        if not np.any(labels == value):
+            raise ValueError(
+                f"No real cell has {condition_key}={value!r} (the {name}); valid values: "
+                f"{sorted(set(labels))}."
+            )
+
+
+def _scaled_pseudotime(
+    space: SharedSpace,
+    is_source: np.ndarray,
+    is_target: np.ndarray,
+    source_centroid: np.ndarray,
+    n_neighbors: int,
+) -> np.ndarray:
+    """The generated cells' diffusion pseudotime, rooted at the real source cell nearest the
+    source centroid, in units of the real target cells' mean (unscaled where no real target
+    cell has a finite pseudotime, or their mean is 0)."""
+    source_rows = np.flatnonzero(is_source)
+    distances = np.linalg.norm(space.real_pca[source_rows] - source_centroid, axis=1)
+    root = source_rows[np.argmin(distances)]
+    times = _pseudotime(space, root, n_neighbors)
+    target_times = times[: space.n_real][is_target]
+    target_times = target_times[np.isfinite(target_times)]
+    scale = target_times.mean() if target_times.size and target_times.mean() > 0 else 1.0
+    return times[space.n_real :] / scale
+
+
+def _table_by_weight(
+    columns: dict[str, np.ndarray], weights: np.ndarray, states: dict[str, str]
+) -> pd.DataFrame:
+    """Each column's mean per interpolation weight, with ``n_cells``; ``attrs`` with each
+    column's Spearman correlation with the weight, and the two states."""
+    frame = pd.DataFrame(columns)
+    frame["weight"] = weights
+    table = frame.groupby("weight").mean()
+    table.insert(0, "n_cells", frame.groupby("weight").size())
+    grid = table.index.to_numpy()
+    for column in table.columns.drop("n_cells"):
+        table.attrs[f"spearman_{column}"] = _spearman_over_grid(grid, table[column].to_numpy())
+    table.attrs.update(states)
+    return table
+
+
 def trajectory_progress(
     real: ad.AnnData,
     trajectory: ad.AnnData,
@@ -138,21 +197,9 @@ def trajectory_progress(
             f"{weight_key!r} is not a column of the trajectory's obs; generate it with "
             "`model.generate(interpolate={condition: (source, target)})`."
         )
-    states = {}
-    for name, value in (("source", source), ("target", target)):
-        if value is None:
-            column = f"interpolation_{name}"
-            if column not in trajectory.obs:
-                raise ValueError(f"Give `{name}=`: the trajectory has no obs[{column!r}].")
-            value = str(trajectory.obs[column].iloc[0])
-        states[name] = value
+    states = _states(trajectory, source, target)
     labels = _labels(real, condition_key, "real")
-    for name, value in states.items():
-        if not np.any(labels == value):
-            raise ValueError(
-                f"No real cell has {condition_key}={value!r} (the {name}); valid values: "
-                f"{sorted(set(labels))}."
-            )
+    _check_real_cells_have(labels, states, condition_key)
     weights = trajectory.obs[weight_key].to_numpy(dtype=np.float64)
     space = shared_space(real, trajectory)
     is_source = labels == states["source"]
@@ -169,20 +216,7 @@ def trajectory_progress(
         "target_fraction": (predicted == states["target"]).astype(float),
     }
     if pseudotime:
-        source_rows = np.flatnonzero(is_source)
-        distances = np.linalg.norm(space.real_pca[source_rows] - source_centroid, axis=1)
-        root = source_rows[np.argmin(distances)]
-        times = _pseudotime(space, root, n_neighbors)
-        target_times = times[: space.n_real][is_target]
-        target_times = target_times[np.isfinite(target_times)]
-        scale = target_times.mean() if target_times.size and target_times.mean() > 0 else 1.0
-        columns["pseudotime"] = times[space.n_real :] / scale
-    frame = pd.DataFrame(columns)
-    frame["weight"] = weights
-    table = frame.groupby("weight").mean()
-    table.insert(0, "n_cells", frame.groupby("weight").size())
-    grid = table.index.to_numpy()
-    for column in table.columns.drop("n_cells"):
-        table.attrs[f"spearman_{column}"] = _spearman_over_grid(grid, table[column].to_numpy())
-    table.attrs.update(states)
-    return table
+        columns["pseudotime"] = _scaled_pseudotime(
+            space, is_source, is_target, source_centroid, n_neighbors
+        )
+    return _table_by_weight(columns, weights, states)
