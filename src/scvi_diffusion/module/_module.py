@@ -86,54 +86,36 @@ class ScDiffusionModule(BaseModuleClass):
         value_registry_keys: Sequence[str] = (),
     ):
         super().__init__()
-        if guidance not in GUIDANCE_MODES:
-            raise ValueError(
-                f"Unknown guidance {guidance!r}; choose one of {list(GUIDANCE_MODES)}."
-            )
+        _check_choice("guidance", guidance, GUIDANCE_MODES)
         self.guidance_mode = guidance
-        if autoencoder not in AUTOENCODERS:
-            raise ValueError(
-                f"Unknown autoencoder {autoencoder!r}; choose one of {list(AUTOENCODERS)}."
-            )
+        _check_choice("autoencoder", autoencoder, AUTOENCODERS)
         self.n_latent = n_latent
         self.autoencoder_kind = autoencoder
-        if autoencoder == "scvi":
-            self.autoencoder = VAE(
-                n_input=n_input,
-                n_batch=n_batch,
-                n_hidden=n_hidden,
-                n_latent=n_latent,
-                n_layers=n_layers,
-                dropout_rate=dropout_rate,
-                gene_likelihood=gene_likelihood,
-                dispersion=dispersion,
-                **(autoencoder_kwargs or {}),
-            )
-        else:
-            self.autoencoder = MLPAutoencoder(n_input, n_latent)
-        classifier_free = guidance == "classifier_free"
-        self.diffusion = LatentDiffusionModule(
-            n_latent,
-            denoiser_hidden_dims,
-            n_timesteps,
-            beta_start,
-            beta_end,
-            n_classes=n_classes if classifier_free else (),
-            condition_registry_keys=condition_registry_keys if classifier_free else (),
-            condition_dropout=condition_dropout,
-            value_registry_keys=value_registry_keys if classifier_free else (),
+        self.autoencoder = _autoencoder(
+            autoencoder,
+            n_input=n_input,
+            n_batch=n_batch,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            dropout_rate=dropout_rate,
+            gene_likelihood=gene_likelihood,
+            dispersion=dispersion,
+            autoencoder_kwargs=autoencoder_kwargs,
         )
-        # without classifiers in the classifier-free mode; kept for its horizon and schedule,
-        # which guidance classifiers trained on demand (unregistered columns) share
-        self.guidance = ConditionClassifiersModule(
-            n_latent,
-            () if classifier_free else n_classes,
-            () if classifier_free else condition_registry_keys,
-            guidance_horizon,
-            classifier_hidden_dims,
-            n_timesteps,
-            beta_start,
-            beta_end,
+        self.diffusion, self.guidance = _latent_modules(
+            guidance,
+            n_latent=n_latent,
+            n_classes=n_classes,
+            condition_registry_keys=condition_registry_keys,
+            value_registry_keys=value_registry_keys,
+            denoiser_hidden_dims=denoiser_hidden_dims,
+            condition_dropout=condition_dropout,
+            classifier_hidden_dims=classifier_hidden_dims,
+            guidance_horizon=guidance_horizon,
+            n_timesteps=n_timesteps,
+            beta_start=beta_start,
+            beta_end=beta_end,
         )
 
     @property
@@ -186,6 +168,84 @@ class ScDiffusionModule(BaseModuleClass):
         expression = torch.expm1(torch.nan_to_num(log_expression, nan=0.0).clamp(0.0, cap))
         fractions = expression / expression.sum(-1, keepdim=True).clamp_min(1e-12)
         return Poisson(fractions * library.unsqueeze(-1)), fractions
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    """A ValueError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}; choose one of {list(choices)}.")
+
+
+def _autoencoder(
+    kind: str,
+    n_input: int,
+    n_batch: int,
+    n_latent: int,
+    n_hidden: int,
+    n_layers: int,
+    dropout_rate: float,
+    gene_likelihood: str,
+    dispersion: str,
+    autoencoder_kwargs: dict | None,
+) -> VAE | MLPAutoencoder:
+    """scVI's VAE on counts (``kind="scvi"``), or the paper's MLP autoencoder, which uses
+    neither the batches nor the VAE's architecture and likelihood."""
+    if kind == "scvi":
+        return VAE(
+            n_input=n_input,
+            n_batch=n_batch,
+            n_hidden=n_hidden,
+            n_latent=n_latent,
+            n_layers=n_layers,
+            dropout_rate=dropout_rate,
+            gene_likelihood=gene_likelihood,
+            dispersion=dispersion,
+            **(autoencoder_kwargs or {}),
+        )
+    return MLPAutoencoder(n_input, n_latent)
+
+
+def _latent_modules(
+    guidance: str,
+    n_latent: int,
+    n_classes: Sequence[int],
+    condition_registry_keys: Sequence[str],
+    value_registry_keys: Sequence[str],
+    denoiser_hidden_dims: Sequence[int] | None,
+    condition_dropout: float,
+    classifier_hidden_dims: Sequence[int],
+    guidance_horizon: int,
+    n_timesteps: int,
+    beta_start: float,
+    beta_end: float,
+) -> tuple[LatentDiffusionModule, ConditionClassifiersModule]:
+    """The latent diffusion and the guidance classifiers, built in this order: the conditions
+    go to the denoiser with classifier-free guidance, to one classifier each otherwise."""
+    classifier_free = guidance == "classifier_free"
+    diffusion = LatentDiffusionModule(
+        n_latent,
+        denoiser_hidden_dims,
+        n_timesteps,
+        beta_start,
+        beta_end,
+        n_classes=n_classes if classifier_free else (),
+        condition_registry_keys=condition_registry_keys if classifier_free else (),
+        condition_dropout=condition_dropout,
+        value_registry_keys=value_registry_keys if classifier_free else (),
+    )
+    # without classifiers in the classifier-free mode; kept for its horizon and schedule,
+    # which guidance classifiers trained on demand (unregistered columns) share
+    classifiers = ConditionClassifiersModule(
+        n_latent,
+        () if classifier_free else n_classes,
+        () if classifier_free else condition_registry_keys,
+        guidance_horizon,
+        classifier_hidden_dims,
+        n_timesteps,
+        beta_start,
+        beta_end,
+    )
+    return diffusion, classifiers
 
 
 def _at_library_size(
