@@ -183,7 +183,7 @@ def test_membership_scores_of_cells_with_values_and_unseen_categories(small_spli
 def test_audit_table_verdicts():
     """Limits and verdicts: the value at its limit passes; rows without a limit never fail;
     the synthetic cells' verdict reads only their checks, the model's all of them."""
-    from scvi_diffusion.model._audit_mixin import audit_table
+    from scvi_diffusion.audit import audit_table
 
     rows = {
         "closest_record_share": (0.55, 0.5, 0.55, "synthetic cells", 10, 10),
@@ -201,10 +201,10 @@ def test_audit_table_verdicts():
 
 def test_membership_attack_reads_either_direction():
     """Training cells with higher losses are given away as well as with lower ones."""
-    from scvi_diffusion.model._audit_mixin import _either_direction
+    from scvi_diffusion.audit import either_direction
 
     rng = np.random.default_rng(0)
-    usual, lower = _either_direction(rng.normal(0, 1, 500), rng.normal(1, 1, 500), None, None)
-    flipped, higher = _either_direction(rng.normal(1, 1, 500), rng.normal(0, 1, 500), None, None)
+    usual, lower = either_direction(rng.normal(0, 1, 500), rng.normal(1, 1, 500), None, None)
+    flipped, higher = either_direction(rng.normal(1, 1, 500), rng.normal(0, 1, 500), None, None)
     assert lower and not higher
     assert usual["auc"] == pytest.approx(flipped["auc"], abs=0.05) and usual["auc"] > 0.7

@@ -1,38 +1,27 @@
-"""The privacy audit: do a model and its synthetic cells give away the training cells?"""
+"""The privacy audit's front on the model: ``get_membership_scores()`` and ``audit()`` check
+their arguments, gather what the audit needs from the model (its registry, networks, latents
+and the registration of new cells) and leave the work to :mod:`scvi_diffusion.audit`."""
 
 from __future__ import annotations
 
-import logging
-
 import anndata as ad
-import numpy as np
 import pandas as pd
 import torch
-from scvi import REGISTRY_KEYS
 
-from .._constants import (
-    AUDIT_LIMITS,
-    MEMBERSHIP_NOISE_DRAWS,
-    MEMBERSHIP_TIMESTEP_SHARES,
-)
 from .._scvi_internals import forget_transferred_registration
-from .._seeding import seeded
 from .._validation import check_seed, positive_int
-from ..metrics._privacy import membership_inference, privacy_scores
+from ..audit import (
+    audit_report,
+    checked_holdout,
+    counts_of,
+    denoiser_losses,
+    latent_distances,
+    own_labels,
+    reconstruction_losses,
+    stand_in_cells,
+)
+from ..metrics._privacy import privacy_scores
 from ._training_cells_mixin import quiet_transfer
-
-logger = logging.getLogger("scvi").getChild("diffusion")
-
-AUDIT_COLUMNS = ["value", "reference", "limit", "passed", "concerns", "n_train", "n_holdout"]
-MEMBERSHIP_SCORES = {
-    "denoiser": "denoiser_loss",
-    "reconstruction": "reconstruction_loss",
-    "encoder": "latent_distance",
-}
-"""The audit's membership attacks and the per-cell score each reads."""
-CELLS, MODEL = "synthetic cells", "model"
-"""What a check concerns: sharing the synthetic cells, or sharing the model file (which can
-also generate cells, so every check concerns it)."""
 
 
 class PrivacyAuditMixin:
@@ -109,11 +98,20 @@ class PrivacyAuditMixin:
         try:
             latents = self._standardized_latents(adata=None if adata is None else cells)
             own_obs = (self.adata if adata is None else adata).obs
+            labels = self._own_labels(own_obs)
+            denoiser = denoiser_losses(self.module.diffusion, latents, labels, batch_size, seed)
+            reconstruction = reconstruction_losses(
+                self.module.autoencoder,
+                self._make_data_loader(adata=cells, batch_size=batch_size),
+                per_count=self.module.autoencoder_kind == "scvi",
+                seed=seed,
+                device=self.device,
+            )
             return pd.DataFrame(
                 {
-                    "denoiser_loss": self._denoiser_losses(latents, own_obs, batch_size, seed),
-                    "reconstruction_loss": self._reconstruction_losses(cells, batch_size, seed),
-                    "latent_distance": latents.norm(dim=1).cpu().numpy().astype(np.float64),
+                    "denoiser_loss": denoiser,
+                    "reconstruction_loss": reconstruction,
+                    "latent_distance": latent_distances(latents),
                 },
                 index=own_obs.index.copy(),
             )
@@ -227,260 +225,50 @@ class PrivacyAuditMixin:
         """
         self._check_trained()
         seed = check_seed(seed)
-        holdout = self._checked_holdout(holdout, donor_key)
+        holdout = checked_holdout(holdout, self.adata.var_names, self.adata.obs, donor_key)
         if synthetic is None:
             synthetic = self.generate(n=self.adata.n_obs, seed=seed, progress_bar=progress_bar)
         elif not isinstance(synthetic, ad.AnnData):
             raise TypeError(f"`synthetic` must be an AnnData, got {type(synthetic).__name__}.")
-        train_counts = self._counts_of(self.adata)
-        holdout_counts = self._counts_of(holdout)
+        layer = self._setup_args.get("layer")
+        train_counts, holdout_counts = counts_of(self.adata, layer), counts_of(holdout, layer)
         distances = privacy_scores(
             train_counts, holdout_counts, synthetic, n_top_genes=n_top_genes, n_comps=n_comps
         )
-        n_train, n_holdout = train_counts.n_obs, holdout_counts.n_obs
-        rows = {
-            "closest_record_share": (
-                distances["closest_record_share"],
-                distances["expected_closest_record_share"],
-                distances["expected_closest_record_share"] + AUDIT_LIMITS["closest_record_share"],
-                CELLS,
-                n_train,
-                n_holdout,
-            ),
-            "memorized_fraction": (
-                distances["memorized_fraction"],
-                distances["holdout_memorized_fraction"],
-                distances["holdout_memorized_fraction"] + AUDIT_LIMITS["memorized_fraction"],
-                CELLS,
-                n_train,
-                n_holdout,
-            ),
-        }
         members = self.get_membership_scores(seed=seed)
         others = self.get_membership_scores(holdout, seed=seed)
-        groups = [(None, None, "")]
+        donors = None
         if donor_key is not None:
-            groups.append((self.adata.obs[donor_key], holdout.obs[donor_key], "_by_donor"))
-        directions = {}
-        for name, score in MEMBERSHIP_SCORES.items():
-            for train_groups, holdout_groups, suffix in groups:
-                attack, lower = _either_direction(
-                    members[score].to_numpy(),
-                    others[score].to_numpy(),
-                    None if train_groups is None else train_groups.to_numpy(),
-                    None if holdout_groups is None else holdout_groups.to_numpy(),
-                )
-                directions[f"{name}{suffix}"] = "lower" if lower else "higher"
-                sizes = (attack["n_train"], attack["n_holdout"])
-                rows[f"{name}_membership_auc{suffix}"] = (
-                    attack["auc"],
-                    0.5,
-                    AUDIT_LIMITS["membership_auc"],
-                    MODEL,
-                    *sizes,
-                )
-                rows[f"{name}_membership_tpr_at_1pct_fpr{suffix}"] = (
-                    attack["tpr_at_1pct_fpr"],
-                    0.01,
-                    np.nan,
-                    MODEL,
-                    *sizes,
-                )
-        table = audit_table(rows)
-        table.attrs["training_cells_loss"] = directions
-        return table
+            donors = (self.adata.obs[donor_key].to_numpy(), holdout.obs[donor_key].to_numpy())
+        n_cells = (train_counts.n_obs, holdout_counts.n_obs)
+        return audit_report(distances, members, others, n_cells, donors)
 
-    # -- helpers ---------------------------------------------------------------------------
+    # -- what the audit reads from the model ------------------------------------------------
 
-    def _checked_holdout(self, holdout, donor_key: str | None) -> ad.AnnData:
-        """``holdout`` restricted to the training genes, after checking it can be audited."""
-        if not isinstance(holdout, ad.AnnData):
-            raise TypeError(f"`holdout` must be an AnnData, got {type(holdout).__name__}.")
-        genes = self.adata.var_names
-        missing = genes.difference(holdout.var_names)
-        if len(missing):
-            raise ValueError(
-                f"`holdout` lacks {len(missing)} training genes (e.g. {list(missing[:3])}); "
-                "give it the genes the model was trained on."
-            )
-        if holdout.n_obs < 4:
-            raise ValueError(f"`holdout` needs at least 4 cells, got {holdout.n_obs}.")
-        shared = self.adata.obs_names.intersection(holdout.obs_names)
-        if len(shared):
-            raise ValueError(
-                f"`holdout` shares {len(shared)} cells with the training cells (e.g. "
-                f"{list(shared[:3])}): holdout cells must be cells the model never saw. If "
-                "they are other cells with the same names, rename them."
-            )
-        if donor_key is not None:
-            for name, cells in (("the training cells", self.adata), ("`holdout`", holdout)):
-                if donor_key not in cells.obs:
-                    raise ValueError(f"`donor_key` {donor_key!r} is not a column of {name}' obs.")
-            both = set(self.adata.obs[donor_key].astype(str)) & set(
-                holdout.obs[donor_key].astype(str)
-            )
-            if both:
-                raise ValueError(
-                    f"Donors {sorted(both)[:5]} are in both the training cells and `holdout`; "
-                    "for a donor-level audit hold out whole donors."
-                )
-        return holdout[:, genes] if not holdout.var_names.equals(genes) else holdout
-
-    def _counts_of(self, cells: ad.AnnData) -> ad.AnnData:
-        """The registered counts (``X`` or the layer) of ``cells`` as a bare AnnData."""
-        layer = self._setup_args.get("layer")
-        counts = cells.X if layer is None else cells.layers[layer]
-        return ad.AnnData(
-            counts,
-            obs=pd.DataFrame(index=cells.obs_names.copy()),
-            var=pd.DataFrame(index=cells.var_names.copy()),
-        )
+    def _condition_statistics(self) -> tuple[dict[str, pd.Index], dict]:
+        """The training categories of each categorical condition and the training statistics
+        (``ValueRange``) of each continuous one, in registration order."""
+        categories = {key: self._categories(key) for key in self.condition_keys}
+        value_ranges = {key: self._value_range(key) for key in self.continuous_condition_keys}
+        return categories, value_ranges
 
     def _stand_in(self, adata: ad.AnnData) -> ad.AnnData:
         """``adata``'s counts and batches (checked), with placeholder conditions, registered
         like the training cells: only the autoencoder reads what is registered here, and
         its own conditions (unseen categories included) reach the denoiser separately."""
-        genes = self.adata.var_names
-        missing = genes.difference(adata.var_names)
-        if len(missing):
-            raise ValueError(
-                f"`adata` lacks {len(missing)} training genes (e.g. {list(missing[:3])})."
-            )
-        keys = [*self.condition_keys, *self.continuous_condition_keys]
-        batch_key = self._setup_args.get("batch_key")
-        absent = [k for k in [*keys, *([batch_key] if batch_key else [])] if k not in adata.obs]
-        if absent:
-            raise ValueError(
-                f"`adata.obs` lacks the registered columns {absent}; the model reads each "
-                "cell's conditions from them (missing values are allowed)."
-            )
-        obs = pd.DataFrame(index=adata.obs_names.copy())
-        reference = self.adata.obs
-        if batch_key:
-            unseen = set(adata.obs[batch_key].astype(str)) - set(reference[batch_key].astype(str))
-            if unseen:
-                raise ValueError(
-                    f"Batches {sorted(unseen)[:5]} of `adata.obs[{batch_key!r}]` were not in "
-                    "training; the autoencoder can only encode cells of training batches."
-                )
-            obs[batch_key] = pd.Categorical(
-                adata.obs[batch_key].astype(str),
-                categories=reference[batch_key].astype(str).unique(),
-            )
-        for key in self.condition_keys:
-            obs[key] = pd.Categorical([self._categories(key)[0]] * adata.n_obs)
-        for key in self.continuous_condition_keys:
-            obs[key] = float(self._value_range(key).mean)
-        stand_in = self._counts_of(adata[:, genes])
-        stand_in.obs = obs
-        layer = self._setup_args.get("layer")
-        if layer is not None:
-            stand_in.layers[layer] = stand_in.X
+        categories, value_ranges = self._condition_statistics()
+        stand_in = stand_in_cells(
+            adata,
+            self.adata.var_names,
+            self.adata.obs,
+            batch_key=self._setup_args.get("batch_key"),
+            layer=self._setup_args.get("layer"),
+            categories=categories,
+            value_ranges=value_ranges,
+        )
         with quiet_transfer():
             return self._validate_anndata(stand_in)
 
     def _own_labels(self, obs: pd.DataFrame) -> torch.Tensor | None:
         """The denoiser's labels for cells' own conditions (unknown or missing: not given)."""
-        diffusion = self.module.diffusion
-        if not diffusion.is_conditional:
-            return None
-        null = diffusion.denoiser.null_labels.cpu()
-        columns = []
-        for i, key in enumerate(self.condition_keys):
-            codes = pd.Categorical(obs[key], categories=self._categories(key)).codes
-            codes = np.where(codes < 0, null[i].item(), codes)
-            columns.append(torch.as_tensor(codes, dtype=null.dtype))
-        for key in self.continuous_condition_keys:
-            values = pd.to_numeric(obs[key], errors="coerce").to_numpy(dtype=np.float64)
-            columns.append(
-                torch.as_tensor(self._value_range(key).standardize(values), dtype=null.dtype)
-            )
-        return torch.stack(columns, dim=1)
-
-    def _denoiser_losses(
-        self, latents: torch.Tensor, obs: pd.DataFrame, batch_size: int, seed: int
-    ) -> np.ndarray:
-        """Each cell's denoising loss at the membership timesteps (see
-        :meth:`get_membership_scores`), from its standardised latent and its own conditions."""
-        diffusion = self.module.diffusion
-        labels = self._own_labels(obs)
-        n_timesteps = diffusion.schedule.n_timesteps
-        timesteps = [round(share * n_timesteps) for share in MEMBERSHIP_TIMESTEP_SHARES]
-        was_training = diffusion.training
-        diffusion.eval()
-        losses = []
-        try:
-            for start in range(0, latents.shape[0], batch_size):
-                rows = slice(start, start + batch_size)
-                # one generator per batch, seeded by its first cell: the same cells, batched
-                # alike, get the same noises in every call
-                generator = torch.Generator().manual_seed(seed + start)
-                batch_labels = None if labels is None else labels[rows].to(self.device)
-                losses.append(
-                    diffusion.per_cell_loss(
-                        latents[rows], batch_labels, timesteps, MEMBERSHIP_NOISE_DRAWS, generator
-                    ).cpu()
-                )
-        finally:
-            diffusion.train(was_training)
-        return torch.cat(losses).numpy().astype(np.float64)
-
-    def _reconstruction_losses(self, cells: ad.AnnData, batch_size: int, seed: int) -> np.ndarray:
-        """Each cell's reconstruction loss per count (scVI) or per gene (MLP)."""
-        autoencoder = self.module.autoencoder
-        loader = self._make_data_loader(adata=cells, batch_size=batch_size)
-        was_training = autoencoder.training
-        autoencoder.eval()
-        losses = []
-        try:
-            with seeded(seed, self.device):
-                for tensors in loader:
-                    _, _, loss = autoencoder(tensors, compute_loss=True)
-                    per_cell = loss.reconstruction_loss["reconstruction_loss"]
-                    if self.module.autoencoder_kind == "scvi":
-                        library = tensors[REGISTRY_KEYS.X_KEY].sum(dim=1).clamp_min(1.0)
-                        per_cell = per_cell / library.to(per_cell)
-                    losses.append(per_cell.detach().cpu())
-        finally:
-            autoencoder.train(was_training)
-        return torch.cat(losses).numpy().astype(np.float64)
-
-
-def _either_direction(
-    train_losses: np.ndarray, holdout_losses: np.ndarray, train_groups, holdout_groups
-) -> tuple[dict, bool]:
-    """The membership attack on per-cell losses in the direction that tells the sides apart
-    better, and whether that is "lower loss: training cell" (the usual one).
-
-    A model can also give its training cells *higher* losses than new cells (an encoder that
-    spreads its training cells wider than new ones does so for the denoiser's loss); an
-    attacker who knows a few training cells learns which way, so both count.
-    """
-    lower = membership_inference(-train_losses, -holdout_losses, train_groups, holdout_groups)
-    if lower["auc"] >= 0.5:
-        return lower, True
-    return membership_inference(train_losses, holdout_losses, train_groups, holdout_groups), False
-
-
-def audit_table(rows: dict[str, tuple]) -> pd.DataFrame:
-    """The audit's rows (value, reference, limit, concerns, n_train, n_holdout) as a table,
-    with ``passed`` and the verdicts in ``attrs``."""
-    table = pd.DataFrame.from_dict(
-        rows,
-        orient="index",
-        columns=["value", "reference", "limit", "concerns", "n_train", "n_holdout"],
-    )
-    table.index.name = "check"
-    limited = table["limit"].notna()
-    passed = pd.array([pd.NA] * len(table), dtype="boolean")
-    passed[limited.to_numpy()] = (table["value"] <= table["limit"])[limited].to_numpy()
-    table["passed"] = passed
-    table = table[AUDIT_COLUMNS]
-    failed = limited & ~table["passed"].fillna(True)
-    concerns = {CELLS: (table["concerns"] == CELLS).to_numpy(), MODEL: np.ones(len(table), bool)}
-    verdict = {}
-    for concern, checks in concerns.items():
-        names = table.index[failed.to_numpy() & checks]
-        verdict[concern] = "passed" if names.empty else "failed: " + ", ".join(names)
-    table.attrs["verdict"] = verdict
-    return table
+        return own_labels(self.module.diffusion, obs, *self._condition_statistics())
