@@ -112,19 +112,28 @@ def scores(cells, train, truth, source, cell_truth, program, expected=None) -> d
 
 def noised_counterfactuals(model, source, start_time: int, seed: int, output: str):
     """The ablation: the same plan, its start latents noised with fresh noise, not inverted."""
-    from scvi_diffusion.model._generation_plan import check_sampling_arguments
-    from scvi_diffusion.model._pipeline import assemble
+    import inspect
+    from dataclasses import replace
 
-    settings = check_sampling_arguments(
-        None, None, output, 2048, seed, model.module.autoencoder_kind, 1000
+    from scvi_diffusion.generation import (
+        assemble,
+        check_request,
+        decode,
+        plan_counterfactuals,
+        sample,
     )
-    plan = model._plan_counterfactual(
-        settings, source, {"cell_type": None, "tissue": HELD_OUT["tissue"]}, None, start_time, None
-    )
-    plan.inversion_terms = None
-    classifiers = [model._guidance_classifier(term.key) for term in plan.classifier_terms]
-    batches = model._sample_batches(plan, classifiers, progress_bar=False)
-    return assemble(plan, model.adata.var_names, batches, None, model.module.n_latent)
+
+    parameters = inspect.signature(model.generate).parameters
+    arguments = {k: p.default for k, p in parameters.items() if k != "condition_values"}
+    arguments |= {"source": source, "start_time": start_time, "output": output, "seed": seed}
+    arguments |= {"tissue": HELD_OUT["tissue"], "condition_values": {}}
+    request = check_request(model._request_context(), **arguments)
+    trained = model._trained_model()
+    # the same plan, its start latents noised (inversion None) instead of inverted
+    plan = replace(plan_counterfactuals(request, trained), inversion=None)
+    classifiers = model._guidance_classifiers(plan, progress_bar=False)
+    batches = decode(trained, plan, sample(trained, plan, classifiers, progress_bar=False))
+    return assemble(trained, plan, batches, None)
 
 
 def latent_arithmetic(model, train, source, seed: int, shift: bool = True):

@@ -13,8 +13,9 @@ from scvi_diffusion.metrics import stratified_split
 
 warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
 
-# the shared local copy of PBMC3K (../shared beside the repository, as in CI)
-PBMC3K = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbmc3k_raw.h5ad"
+# the shared data (../shared beside the repository, as in CI)
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PBMC3K = SHARED_DATA / "pbmc3k_raw.h5ad"
 needs_pbmc3k = pytest.mark.skipif(
     not PBMC3K.is_file(), reason=f"the shared PBMC3K file is not at {PBMC3K}"
 )

@@ -26,7 +26,7 @@ DEFAULT_CONDITION_DROPOUT = 0.25
 # "Real perturbations")
 JOINT_GUIDANCE_MIN_CELLS = 10
 # a counterfactual toward an unseen combination takes the change from at most this many other
-# groups that show it (model/_analogy.py): each costs two denoiser passes per step
+# groups that show it (generation/_analogy.py): each costs two denoiser passes per step
 ANALOGY_MAX_GROUPS = 8
 NORMALIZED_TARGET_SUM = 1e4
 """Counts per cell of normalised expression (the paper's normalize_total target)."""
@@ -115,7 +115,7 @@ def continuous_registry_key(obs_key: str) -> str:
 VALUE_SPREAD_SIDES = ("below", "above")
 VALUE_SPREAD_SHARE = 0.25
 """The sd of a training value's jitter toward the next measured value, as a share of the gap
-to it (see ``model._continuous.vicinal_spreads``)."""
+to it (see ``conditions._continuous.vicinal_spreads``)."""
 
 
 def value_spread_key(key: str, side: str) -> str:

@@ -11,7 +11,7 @@ import anndata as ad
 import pandas as pd
 
 if TYPE_CHECKING:
-    from ..model._continuous import ValueRange
+    from ..conditions import ValueRange
 
 
 def checked_holdout(

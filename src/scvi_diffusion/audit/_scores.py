@@ -16,7 +16,7 @@ from .._constants import MEMBERSHIP_NOISE_DRAWS, MEMBERSHIP_TIMESTEP_SHARES
 from .._seeding import seeded
 
 if TYPE_CHECKING:
-    from ..model._continuous import ValueRange
+    from ..conditions import ValueRange
     from ..module import LatentDiffusionModule
 
 

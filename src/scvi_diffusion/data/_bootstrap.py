@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from .._streaming import validate_out, write_h5ad_in_batches
 from .._validation import positive_int
-from ..model._streaming import validate_out, write_h5ad_in_batches
 from ._pbmc import pbmc68k
 
 _CHUNK = 50_000

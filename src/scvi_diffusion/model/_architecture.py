@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from .._constants import (
@@ -13,7 +14,9 @@ from .._constants import (
     GUIDANCE_MODES,
 )
 from .._validation import check_number, one_of, positive_int
+from .._warnings import warn_user
 from ._from_scvi import check_autoencoder_kwargs
+from ._likelihood import choose_gene_likelihood
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,17 @@ class Architecture:
             return None
         return (width, max(width // 2, n_latent), max(width // 4, n_latent))
 
-    def module_kwargs(self, n_input: int, n_batch: int, n_classes, condition_registry_keys):
-        """Keyword arguments of :class:`~scvi_diffusion.module._module.ScDiffusionModule`."""
-        return dict(
+    def module_kwargs(
+        self,
+        n_input: int,
+        n_batch: int,
+        n_classes,
+        condition_registry_keys,
+        value_registry_keys: Sequence[str] = (),
+    ) -> dict:
+        """Keyword arguments of :class:`~scvi_diffusion.module._module.ScDiffusionModule`
+        (``value_registry_keys`` only where the model has continuous conditions)."""
+        kwargs = dict(
             n_input=n_input,
             n_batch=n_batch,
             n_classes=n_classes,
@@ -100,6 +111,9 @@ class Architecture:
             condition_dropout=float(self.condition_dropout),
             autoencoder_kwargs=self.autoencoder_kwargs,
         )
+        if value_registry_keys:
+            kwargs["value_registry_keys"] = list(value_registry_keys)
+        return kwargs
 
     def summary(self, condition_keys, likelihood_from_data: bool = False) -> str:
         """One line for the model's repr."""
@@ -113,3 +127,39 @@ class Architecture:
             f"(T={self.n_timesteps}) + {self.guidance.replace('_', '-')} guidance on "
             f"{condition_keys or 'no conditions'}."
         )
+
+
+def resolved_architecture(
+    arguments: dict,
+    counts: Callable[[], object],
+    n_batch: int,
+    continuous_keys: Sequence[str],
+) -> tuple[Architecture, dict | None]:
+    """:class:`~scvi_diffusion.ScDiffusion`'s constructor ``arguments``, checked against its
+    data: ``gene_likelihood="auto"`` chosen from the ``counts`` (read only then), a warning
+    where the ``"mlp"`` autoencoder ignores ``n_batch`` batches, and an error where continuous
+    conditions lack classifier-free guidance. Returns the architecture and how the likelihood
+    was chosen (None where it was given)."""
+    arguments = dict(arguments)
+    autoencoder = one_of("autoencoder", arguments["autoencoder"], AUTOENCODERS)
+    one_of("gene_likelihood", arguments["gene_likelihood"], ("auto", *GENE_LIKELIHOODS))
+    choice = None
+    if arguments["gene_likelihood"] == "auto":
+        if autoencoder == "scvi":
+            choice = choose_gene_likelihood(counts())
+            arguments["gene_likelihood"] = choice["gene_likelihood"]
+        else:
+            arguments["gene_likelihood"] = "poisson"  # unused by the MLP autoencoder
+    architecture = Architecture.checked(**arguments)
+    if autoencoder == "mlp" and n_batch > 1:
+        warn_user(
+            "The 'mlp' autoencoder ignores the registered batch key; generated cells still "
+            "take the batch label of a training cell."
+        )
+    if continuous_keys and architecture.guidance != "classifier_free":
+        raise ValueError(
+            f"Continuous conditions ({list(continuous_keys)}) are learned by the denoiser "
+            f"itself, which needs guidance='classifier_free'; got "
+            f"guidance={architecture.guidance!r}."
+        )
+    return architecture, choice

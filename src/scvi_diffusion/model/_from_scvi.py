@@ -13,7 +13,7 @@ from scvi.module import VAE
 
 from .._constants import DISPERSIONS, GENE_LIKELIHOODS
 from .._scvi_internals import SETUP_ARGS_KEY
-from ._genes import check_genes
+from .._validation import check_genes
 from ._model_file import to_plain
 
 # set by ScDiffusion itself (from its own arguments and registration)

@@ -1,82 +1,41 @@
-"""Generation: ``generate`` checks its inputs, plans the cells, then runs the plan."""
+"""Generation: ``generate`` wires the steps of the generation sub-package, in order."""
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import inspect
 import os
-import warnings
 from collections.abc import Mapping
 from typing import Literal
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 from torch import nn
 
-from .._constants import (
-    COUNTERFACTUAL_START_TIMES,
-    DEFAULT_GUIDANCE_SCALES,
-    DEFAULT_INTERPOLATION_START_TIME,
-    INTERPOLATION_WEIGHT_KEY,
-    SOURCE_CELL_KEY,
-    START_TIME_PROBE_CELLS,
-    START_TIME_REACHED,
-)
-from .._validation import check_bool
-from ..diffusion import SAMPLER_SPACING
-from ._analogy import (
-    Analogy,
-    TrainingCombinations,
-    guided_counts,
-    plan_analogy,
-    plan_new_cell_analogy,
-)
-from ._conditions import ConditionSpace, draw_reference_cells, parse_requests
-from ._continuous import matched_on_nearest_values
-from ._counterfactual import (
-    check_counterfactual_arguments,
-    counterfactual_record,
-    counterfactual_sampler,
-    inversion_terms,
-    latent_progress,
-    own_conditions,
-    probe_request,
-    probe_rows,
-    source_cells,
-)
-from ._generation_plan import (
+from ..conditions import ConditionSpace
+from ..generation import (
     GenerationPlan,
-    GuidanceTerm,
-    Interpolation,
-    SamplingSettings,
-    ValueSweep,
-    check_interpolation_arguments,
-    check_sampling_arguments,
-    check_start_time,
-    complete_assignment,
-    counterfactual_names,
-    draw_interpolation_cells,
-    generation_token,
-    guidance_scales,
-    output_obs,
-    parse_interpolation,
-    synthetic_names,
-    target_weights,
+    RequestContext,
+    TrainedModel,
+    assemble,
+    check_request,
+    decode,
+    plan_counterfactuals,
+    plan_new_cells,
+    reaching_start_time,
+    sample,
 )
-from ._pipeline import assemble, sample_plan
-from ._streaming import validate_out
 
 
 class GenerationMixin:
-    """``generate``: new cells by condition, along trajectories, in memory or streamed.
+    """``generate``: new cells by condition, along trajectories, as counterfactuals of real
+    cells, in memory or streamed.
 
-    Read as a diffusers pipeline: check the inputs, build a :class:`GenerationPlan` (every
-    decision, including which guidance classifiers must be trained on demand), then run it
-    batch by batch and assemble the AnnData.
+    Read as a diffusers pipeline: check the request, plan every cell (a
+    :class:`~scvi_diffusion.generation.GenerationPlan`, including which guidance classifiers
+    must be trained on demand), find the counterfactuals' start time, then run the plan batch
+    by batch, decode it and assemble the AnnData (see :mod:`scvi_diffusion.generation`).
     """
 
     @torch.inference_mode(False)
@@ -254,421 +213,75 @@ class GenerationMixin:
         >>> model.generate(source=g1_cells, conditions={"phase": "S"}, seed=0)  # doctest: +SKIP
         """
         self._check_trained()
-        n_timesteps = self.module.schedule.n_timesteps
-        if source is not None and sampler is None:
-            sampler = counterfactual_sampler(self.module.autoencoder_kind)
-        settings = check_sampling_arguments(
-            sampler, n_steps, output, batch_size, seed, self.module.autoencoder_kind, n_timesteps
+        # 1. check the request: every user error before anything slow
+        request = check_request(
+            self._request_context(),
+            n=n,
+            cell_type=cell_type,
+            tissue=tissue,
+            conditions=conditions,
+            source=source,
+            interpolate=interpolate,
+            n_points=n_points,
+            start_time=start_time,
+            keep_source_counts=keep_source_counts,
+            guidance_scale=guidance_scale,
+            sampler=sampler,
+            n_steps=n_steps,
+            output=output,
+            batch_size=batch_size,
+            seed=seed,
+            progress_bar=progress_bar,
+            out=out,
+            condition_values=condition_values,
         )
-        progress_bar = check_bool("progress_bar", progress_bar)
-        out = validate_out(out)
-        roles = {
-            "cell_type": cell_type,
-            "tissue": tissue,
-            **self._keyword_conditions(condition_values),
-        }
-        keep_source_counts = check_bool("keep_source_counts", keep_source_counts)
-        if source is not None:
-            check_counterfactual_arguments(n, interpolate, source)
-            request = (source, roles, conditions, guidance_scale)
-            search = None
-            if start_time is None:
-                start_time, search = self._reaching_start_time(settings, *request)
-            plan = self._plan_counterfactual(
-                settings,
-                *request[:3],
-                check_start_time(start_time, n_timesteps),
-                *request[3:],
-                keep_source_counts,
-            )
-            if search is not None:
-                plan.params["counterfactual"]["start_time_search"] = search
-        else:
-            start_time_given = start_time is not None
-            if start_time is None:
-                start_time = DEFAULT_INTERPOLATION_START_TIME
-            n_points, start_time = check_interpolation_arguments(n_points, start_time, n_timesteps)
-            plan = self._plan_generation(
-                settings, n, roles, conditions, interpolate, n_points, start_time, guidance_scale
-            )
-            sweep = plan.params.get("interpolation", {})
-            if start_time_given and sweep.get("kind") == "values":
-                raise ValueError(
-                    "`start_time` does not apply to a sweep of the continuous condition "
-                    f"{sweep['condition']!r}: its cells are generated "
-                    "from noise at each value. Leave `start_time` out (it sets where Gradient "
-                    "Interpolation of a categorical condition starts)."
-                )
-        self._train_on_demand(plan, progress_bar)
-        classifiers = [self._guidance_classifier(term.key) for term in plan.classifier_terms]
-        batches = self._sample_batches(plan, classifiers, progress_bar)
-        return assemble(plan, self.adata.var_names, batches, out, self.module.n_latent)
+        trained = self._trained_model()
+        # 2. plan the cells: conditions, reference cells, guidance, start latents
+        plan_cells = plan_counterfactuals if request.counterfactual else plan_new_cells
+        plan = plan_cells(request, trained)
+        # 3. the guidance classifiers the plan needs, trained on demand
+        classifiers = self._guidance_classifiers(plan, request.progress_bar)
+        # 4. counterfactuals without a start time: the lowest that reaches the conditions
+        if request.counterfactual and request.start_time is None:
+            plan = reaching_start_time(trained, plan, classifiers)
+        # 5. the denoising loop and 6. decoding, batch by batch
+        batches = decode(trained, plan, sample(trained, plan, classifiers, request.progress_bar))
+        # 7. the output, in memory or streamed
+        return assemble(trained, plan, batches, request.out)
 
-    def _keyword_conditions(self, values: dict[str, object]) -> dict[str, object]:
-        """Conditions given to ``generate`` as keywords: each must be a registered condition
-        (a TypeError, as Python's for an unknown keyword, names the valid ones otherwise)."""
-        registered = [*self.condition_keys, *self.continuous_condition_keys]
-        unknown = [name for name in values if name not in registered]
-        if unknown:
-            names = [*inspect.signature(self.generate).parameters, *registered]
-            close = difflib.get_close_matches(unknown[0], names, n=1)
-            raise TypeError(
-                f"generate() got an unexpected keyword argument {unknown[0]!r}"
-                + (f" (did you mean {close[0]!r}?)" if close else "")
-                + ": it is neither a parameter of generate() nor a registered condition. "
-                "Registered conditions, "
-                f"each usable as a keyword: {registered or 'none'}. Other obs columns go in "
-                f"`conditions={{{unknown[0]!r}: ...}}` (a guidance classifier is then trained "
-                "for them on demand), or register them with "
-                "`ScDiffusion.setup_anndata(..., condition_keys=[...])`."
-            )
-        return values
-
-    def _plan_generation(
-        self,
-        settings: SamplingSettings,
-        n,
-        roles: dict,
-        conditions,
-        interpolate,
-        n_points: int,
-        start_time: int,
-        guidance_scale,
-    ) -> GenerationPlan:
-        """The cells to generate: their conditions, reference cells, guidance and start."""
-        space = self._condition_space()
-        requested = parse_requests(space, n, roles, conditions)
-        interpolation = parse_interpolation(interpolate, space, requested, n_points, start_time)
-        sweep = None
-        if isinstance(interpolation, ValueSweep):
-            # a continuous sweep is new cells, each at its own value
-            sweep, interpolation = interpolation, None
-            requested = requested.assign(**{sweep.key: sweep.values(requested.shape[0])})
-        rng = np.random.default_rng(settings.seed)
-        reference = self._reference()
-        registered = [*self.condition_keys, *self.continuous_condition_keys]
-        keys = [*registered, *(k for k in requested.columns if k not in registered)]
-        training = reference[registered].copy()
-        for key in keys[len(registered) :]:
-            training[key] = pd.Categorical(
-                self.adata.obs[key].to_numpy(), categories=space.extra[key]
-            )
-        spacing = SAMPLER_SPACING[settings.sampler]
-        schedule = self.module.schedule
-        start_latents = None
-        matched, matched_training = matched_on_nearest_values(
-            requested, training, self.continuous_condition_keys, space.values
-        )
-        if interpolation is None:
-            # past draw_reference_cells, this method, generate() and its decorator
-            ref_idx = draw_reference_cells(
-                matched, matched_training, rng, unseen_hint=self._unseen_hint(), stacklevel=5
-            )
-            timesteps = schedule.sampling_timesteps(settings.n_steps, spacing=spacing)
-        else:
-            ref_idx, start_idx = draw_interpolation_cells(
-                interpolation, matched, matched_training, space, rng
-            )
-            unique, inverse = np.unique(start_idx, return_inverse=True)
-            start_latents = self._standardized_latents(indices=unique)[inverse]
-            timesteps = schedule.sampling_timesteps(
-                settings.n_steps, start_time=interpolation.start_time, spacing=spacing
-            )
-        assignment = complete_assignment(requested, training, ref_idx, keys, space)
-        scales, guidance = self._guidance(assignment, keys, space, interpolation, guidance_scale)
-        analogy = None if interpolation is not None else self._new_cell_analogy(assignment, scales)
-        obs = output_obs(
-            assignment,
-            self._batches_of(ref_idx),
-            self._setup_args.get("batch_key"),
-            interpolation,
-            space,
-            synthetic_names(len(ref_idx), generation_token()),
-        )
-        if sweep is not None:
-            obs[INTERPOLATION_WEIGHT_KEY] = sweep.weights(obs.shape[0]).astype(np.float64)
-        return GenerationPlan(
-            settings=settings,
-            obs=obs,
-            params=self._generation_params(
-                settings,
-                len(timesteps),
-                scales,
-                sweep or interpolation,
-                guidance["joint_cells"],
-                analogy,
-            ),
-            timesteps=timesteps,
-            library=reference["_library"].to_numpy()[ref_idx],
-            batch_index=reference["_batch"].to_numpy()[ref_idx],
-            start_latents=start_latents,
-            analogy=analogy,
-            **guidance,
+    def _request_context(self) -> RequestContext:
+        """What checking a ``generate`` request needs to know of this model."""
+        return RequestContext(
+            [*self.condition_keys, *self.continuous_condition_keys],
+            list(inspect.signature(self.generate).parameters),
+            self.module.autoencoder_kind,
+            self.module.schedule.n_timesteps,
         )
 
-    def _guidance(
-        self,
-        assignment: pd.DataFrame,
-        keys: list[str],
-        space: ConditionSpace,
-        interpolation: Interpolation | None,
-        guidance_scale,
-    ) -> tuple[dict[str, float], dict]:
-        """Every condition's guidance scale, and the plan's guidance terms: registered
-        conditions guide through the denoiser (classifier-free) or their trained classifiers;
-        unregistered ones always through a classifier, trained on demand if not yet. Cells
-        of a combination seen in training are guided by the joint conditional model
-        (:meth:`_seen_combinations`)."""
-        weights = target_weights(assignment, keys, space, interpolation)
-        scales = guidance_scales(
-            guidance_scale, space, {k: self._default_guidance_scale(k) for k in keys}
-        )
-        free = self._denoiser_keys
-        terms = [GuidanceTerm(k, weights[k], scales[k]) for k in keys]
-        return scales, {
-            "denoiser_terms": sorted(
-                (t for t in terms if t.key in free), key=lambda t: free.index(t.key)
-            ),
-            "classifier_terms": [t for t in terms if t.key not in free],
-            "joint_cells": self._joint_cells(assignment, interpolation),
-            "classifiers_to_train": {
-                k: space.extra[k]
-                for k in keys
-                if k not in free
-                and k not in self.condition_keys
-                and k not in self._auxiliary_guidance
-            },
-        }
-
-    def _joint_cells(
-        self, assignment: pd.DataFrame, interpolation: Interpolation | None = None
-    ) -> np.ndarray | None:
-        """Cells guided by the joint conditional model: those of a seen combination of the
-        categorical conditions (:meth:`_seen_combinations`), and with continuous conditions
-        beside other conditions every cell the categorical ones do not place elsewhere: a
-        value's effect may differ between them, which the joint model knows."""
-        joint = self._seen_combinations(assignment, interpolation)
-        if joint is None and self.continuous_condition_keys and len(self._denoiser_keys) > 1:
-            joint = np.ones(assignment.shape[0], dtype=bool)
-        return joint
-
-    def _seen_combinations(
-        self, assignment: pd.DataFrame, interpolation: Interpolation | None = None
-    ) -> np.ndarray | None:
-        """Cells whose combination of the denoiser's conditions has at least
-        :data:`JOINT_GUIDANCE_MIN_CELLS` training cells (with interpolation, at both ends):
-        the joint conditional model knows these combinations, and how their conditions
-        interact; other cells compose the conditions one by one. None with fewer than two
-        denoiser conditions, where both are the same."""
-        combinations = self._training_combinations()
-        if combinations is None:
-            return None
-        if interpolation is None or interpolation.key not in combinations.keys:
-            return combinations.known(assignment)
-        ends = [
-            combinations.known(assignment.assign(**{interpolation.key: value}))
-            for value in (interpolation.source, interpolation.target)
-        ]
-        return ends[0] & ends[1]
-
-    def _analogy(
-        self, own: pd.DataFrame, target: pd.DataFrame, scales: dict[str, float]
-    ) -> Analogy | None:
-        """Counterfactuals toward combinations the denoiser never saw, guided by analogy with
-        the groups that show the change (:func:`plan_analogy`); None without classifier-free
-        guidance of two conditions or more."""
-        combinations = self._training_combinations()
-        if combinations is None:
-            return None
-        return plan_analogy(own, target, combinations, scales)
-
-    def _new_cell_analogy(
-        self, assignment: pd.DataFrame, scales: dict[str, float]
-    ) -> Analogy | None:
-        """New cells of combinations the denoiser never saw, generated by analogy from their
-        nearest seen combination (:func:`plan_new_cell_analogy`); None without
-        classifier-free guidance of two conditions or more."""
-        combinations = self._training_combinations()
-        if combinations is None:
-            return None
-        return plan_new_cell_analogy(assignment[list(combinations.keys)], combinations, scales)
-
-    def _training_combinations(self) -> TrainingCombinations | None:
-        """The training cells' combinations of the denoiser's conditions, counted once per
-        model (None with fewer than two denoiser conditions)."""
-        keys = self._denoiser_conditions
-        if len(keys) < 2:
-            return None
-        if self._combinations is None:
-            self._combinations = TrainingCombinations.of(self._reference()[keys], keys)
-        return self._combinations
-
-    @property
-    def _denoiser_conditions(self) -> list[str]:
-        """The categorical conditions the denoiser itself takes (classifier-free guidance), in
-        order."""
-        return self.condition_keys if self.guidance == "classifier_free" else []
-
-    @property
-    def _denoiser_keys(self) -> list[str]:
-        """Every condition the denoiser takes, in the order of its label columns: the
-        categorical ones, then the continuous ones."""
-        return [*self._denoiser_conditions, *self.continuous_condition_keys]
-
-    def _plan_counterfactual(
-        self,
-        settings: SamplingSettings,
-        source: ad.AnnData,
-        roles: dict,
-        conditions,
-        start_time: int,
-        guidance_scale,
-        keep_source_counts: bool = True,
-    ) -> GenerationPlan:
-        """Counterfactuals of the source cells: the requested conditions changed; every other
-        registered condition, the batch, the library size and (with counts output and
-        ``keep_source_counts``) the counts kept from each cell, which is encoded and inverted
-        before it is denoised under the new conditions."""
-        space = self._condition_space()
-        requested = parse_requests(space, source.n_obs, roles, conditions, per_source_cell=True)
+    def _trained_model(self) -> TrainedModel:
+        """What the generation steps need of this trained model."""
         batch_key = self._setup_args.get("batch_key")
-        layer = self._setup_args.get("layer")
-        cells = source_cells(
-            source,
-            self.adata.var_names,
-            layer,
-            space,
-            list(requested.columns),
-            batch_key,
-            None if batch_key is None else self._batch_categories(),
+        record = {}
+        if self._module_kwargs["autoencoder"] == "scvi":
+            record["gene_likelihood"] = self._module_kwargs["gene_likelihood"]
+        if self.gene_likelihood_choice_ is not None:
+            record["gene_likelihood_choice"] = dict(self.gene_likelihood_choice_)
+        return TrainedModel(
+            module=self.module,
+            device=self.device,
+            guidance=self.guidance,
+            condition_keys=tuple(self.condition_keys),
+            continuous_keys=tuple(self.continuous_condition_keys),
+            space=self._condition_space(),
+            cells=self._training_cells(),
+            training_obs=self.adata.obs,
+            batch_key=batch_key,
+            batch_categories=None if batch_key is None else self._batch_categories(),
+            layer=self._setup_args.get("layer"),
+            var_names=self.adata.var_names,
+            trained_on_demand=frozenset(self._auxiliary_guidance),
+            record=record,
         )
-        registered = [*self.condition_keys, *self.continuous_condition_keys]
-        keys = [*registered, *(k for k in requested.columns if k not in registered)]
-        assignment = pd.DataFrame(
-            {k: (requested if k in requested.columns else cells.kept)[k] for k in keys}
-        )
-        start_latents = self._standardized_source_latents(
-            cells.registrable(layer, batch_key, assignment[registered])
-        )
-        scales, guidance = self._guidance(assignment, keys, space, None, guidance_scale)
-        names = counterfactual_names(cells.names, generation_token())
-        obs = output_obs(assignment, cells.batch, batch_key, None, space, names)
-        obs[SOURCE_CELL_KEY] = cells.names.astype(str).to_numpy()
-        timesteps = self.module.schedule.sampling_timesteps(
-            settings.n_steps, start_time=start_time, spacing=SAMPLER_SPACING[settings.sampler]
-        )
-        couple = keep_source_counts and settings.output == "counts"
-        own = own_conditions(cells, assignment)
-        analogy = self._analogy(own, assignment, scales)
-        params = self._generation_params(
-            settings, len(timesteps), scales, None, guidance["joint_cells"], analogy
-        )
-        params["library_size"] = "kept from the source cells"
-        params["counterfactual"] = counterfactual_record(
-            requested.columns,
-            cells,
-            batch_key,
-            start_time,
-            self.guidance,
-            couple if settings.output == "counts" else None,
-        )
-        return GenerationPlan(
-            settings=settings,
-            obs=obs,
-            params=params,
-            timesteps=timesteps,
-            library=cells.library,
-            batch_index=cells.batch_codes,
-            start_latents=start_latents,
-            source_counts=cells.counts if couple else None,
-            # classifier guidance has an unconditional denoiser: no terms, a plain inversion
-            inversion_terms=inversion_terms(self._denoiser_keys, cells, assignment, space),
-            inversion_joint_cells=self._joint_cells(own),
-            analogy=analogy,
-            **guidance,
-        )
-
-    def _train_on_demand(self, plan: GenerationPlan, progress_bar: bool) -> None:
-        """Train the guidance classifiers that the plan needs and the model lacks."""
-        for key, categories in plan.classifiers_to_train.items():
-            if key not in self._auxiliary_guidance:
-                classifier = self._train_auxiliary_classifier(key, categories, progress_bar)
-                self._auxiliary_guidance[key] = (classifier, categories)
-
-    def _reaching_start_time(
-        self, settings: SamplingSettings, source: ad.AnnData, roles, conditions, guidance_scale
-    ) -> tuple[int, dict]:
-        """The lowest start time of :data:`COUNTERFACTUAL_START_TIMES` at which the
-        counterfactuals reach the requested conditions, by the model's own account.
-
-        On at most :data:`START_TIME_PROBE_CELLS` source cells (drawn with the seed), the
-        model generates new cells for each cell's target conditions and for its own ones,
-        with the same guidance (its own idea of the change), and counterfactuals at each
-        start time in turn, and stops at the first whose mean latent moved from the source
-        cells' at least :data:`START_TIME_REACHED` as far along the change as the new cells
-        differ (:func:`latent_progress`); if none does, the one that goes furthest. With
-        classifier guidance (whose denoiser knows no condition) the change is measured from
-        the source cells' mean latent to the new target cells'. Deterministic under ``seed``
-        (seed 0 without one). Returns the start time and what ``uns`` records of the search.
-        """
-        seed = 0 if settings.seed is None else settings.seed
-        probe_settings = dataclasses.replace(settings, output="normalized", seed=seed)
-        rows = probe_rows(source.n_obs, START_TIME_PROBE_CELLS, seed)
-        probe = source if rows is None else source[rows]
-        roles, conditions = (
-            probe_request(value, rows, source.n_obs) for value in (roles, conditions)
-        )
-
-        with warnings.catch_warnings():
-            # the final plan (all source cells) warns about the same request once
-            warnings.simplefilter("ignore", UserWarning)
-            plan = self._plan_counterfactual(
-                probe_settings,
-                probe,
-                roles,
-                conditions,
-                COUNTERFACTUAL_START_TIMES[0],
-                guidance_scale,
-            )
-        self._train_on_demand(plan, progress_bar=False)
-        spacing = SAMPLER_SPACING[settings.sampler]
-
-        def sampled(run: GenerationPlan, start_time: int | None) -> np.ndarray:
-            """Latents of ``run``'s counterfactuals from ``start_time``; with None, of new
-            cells of its conditions (from noise, with the same guidance)."""
-            timesteps = self.module.schedule.sampling_timesteps(
-                settings.n_steps, start_time=start_time, spacing=spacing
-            )
-            run = dataclasses.replace(run, timesteps=timesteps)
-            if start_time is None:
-                run = dataclasses.replace(run, start_latents=None, inversion_terms=None)
-            classifiers = [self._guidance_classifier(t.key) for t in run.classifier_terms]
-            batches = self._sample_batches(run, classifiers, progress_bar=False)
-            return np.vstack([z for z, _ in batches])
-
-        with torch.no_grad():
-            origin = self.module.diffusion.unstandardize(plan.start_latents).cpu().numpy()
-        target = sampled(plan, None)
-        own = _own_plan(plan)
-        start = origin if own is None else sampled(own, None)
-        progress = {}
-        for start_time in COUNTERFACTUAL_START_TIMES:
-            moved = sampled(plan, start_time)
-            progress[start_time] = latent_progress(origin, moved, target, start)
-            if progress[start_time] >= START_TIME_REACHED:
-                chosen = start_time
-                break
-        else:
-            chosen = max(progress, key=progress.get)
-        change = "the source cells'" if own is None else "new cells of their own conditions"
-        return chosen, {
-            "rule": (
-                f"the lowest start time at which the counterfactuals' mean latent moves at least "
-                f"{START_TIME_REACHED:g} as far as new cells of the requested conditions differ "
-                f"from {change} ({probe.n_obs} source cells)"
-            ),
-            "progress": {str(k): round(float(v), 4) for k, v in progress.items()},
-        }
 
     def _condition_space(self) -> ConditionSpace:
         """What generation can be conditioned on: the registered conditions, and the other
@@ -692,97 +305,28 @@ class GenerationMixin:
                 extra[column] = pd.Index(pd.unique(series.dropna()))
         return ConditionSpace(registered, self.condition_roles, extra, values)
 
-    def _generation_params(
-        self,
-        settings: SamplingSettings,
-        n_steps: int,
-        scales: dict,
-        interpolation,
-        joint_cells: np.ndarray | None = None,
-        analogy: Analogy | None = None,
-    ) -> dict:
-        """What the output's ``uns['scdiffusion']`` records of the generation (with several
-        denoiser conditions, how many cells each kind of guidance steered)."""
-        params = {
-            "guidance": self.guidance,
-            "sampler": settings.sampler,
-            "n_steps": n_steps,
-            "guidance_scale": {k: float(v) for k, v in scales.items()},
-            "output": settings.output,
-            "library_size": "drawn from training cells with the same conditions",
-        }
-        if self._module_kwargs["autoencoder"] == "scvi":
-            params["gene_likelihood"] = self._module_kwargs["gene_likelihood"]
-        if self.gene_likelihood_choice_ is not None:
-            params["gene_likelihood_choice"] = dict(self.gene_likelihood_choice_)
-        if settings.seed is not None:
-            params["seed"] = int(settings.seed)
-        if interpolation is not None:
-            params["interpolation"] = interpolation.params()
-        if self.continuous_condition_keys:
-            params["continuous_conditions"] = {
-                k: self._value_range(k).record() for k in self.continuous_condition_keys
-            }
-            params["library_size"] = (
-                "drawn from training cells with the same conditions and the training value "
-                "nearest each requested value"
-            )
-        if len(self._denoiser_keys) > 1:
-            params["guided"] = guided_counts(joint_cells, analogy)
-        return params
-
     def _batch_categories(self) -> pd.Index:
         """The training batches, in the order of their codes."""
         return pd.Index(
             self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping
         )
 
-    def _batches_of(self, reference_cells: np.ndarray) -> pd.Categorical | None:
-        """The batch labels of reference cells (None without a batch key)."""
-        if self._setup_args.get("batch_key") is None:
-            return None
-        codes = self._reference()["_batch"].to_numpy()[reference_cells]
-        return pd.Categorical.from_codes(codes, categories=self._batch_categories())
-
-    def _unseen_hint(self) -> str:
-        """What the unseen-combination warning suggests, with classifier guidance."""
-        if self.guidance != "classifier":
-            return ""
-        return (
-            " Classifier-free guidance composes conditions and generates unseen "
-            "combinations more faithfully: ScDiffusion(adata, guidance='classifier_free')."
-        )
-
-    def _default_guidance_scale(self, key: str) -> float:
-        """Default scale of a condition: its guidance mode's (on-demand ones use a classifier)."""
-        if key in self.condition_keys or key in self.continuous_condition_keys:
-            return DEFAULT_GUIDANCE_SCALES[self.guidance]
-        return DEFAULT_GUIDANCE_SCALES["classifier"]
+    def _guidance_classifiers(
+        self, plan: GenerationPlan, progress_bar: bool
+    ) -> dict[str, nn.Module]:
+        """The guidance classifier of every condition the plan guides by one: trained with
+        the model, or on demand now for the obs columns that were not registered."""
+        for key, categories in plan.guidance.classifiers_to_train.items():
+            if key not in self._auxiliary_guidance:
+                classifier = self._train_auxiliary_classifier(key, categories, progress_bar)
+                self._auxiliary_guidance[key] = (classifier, categories)
+        return {
+            term.key: self._guidance_classifier(term.key)
+            for term in plan.guidance.classifier_terms
+        }
 
     def _guidance_classifier(self, key: str) -> nn.Module:
         """The guidance classifier of a condition: trained with the model, or on demand."""
         if key in self.condition_keys:
             return self.module.guidance.classifiers[self.condition_keys.index(key)]
         return self._auxiliary_guidance[key][0].classifiers[0]
-
-    def _sample_batches(self, plan: GenerationPlan, classifiers, progress_bar: bool):
-        """Run the plan's sampling, batch by batch (see :func:`sample_plan`)."""
-        return sample_plan(self.module, plan, classifiers, self.device, progress_bar)
-
-
-def _own_plan(plan: GenerationPlan) -> GenerationPlan | None:
-    """New cells of each counterfactual's own conditions, guided as ``plan`` guides its
-    targets (the inversion's terms at the target terms' scales, joint where the own
-    combination was seen); None with classifier guidance, whose inversion takes no
-    condition."""
-    if not plan.inversion_terms:
-        return None
-    scales = {term.key: term.scale for term in plan.denoiser_terms}
-    terms = [dataclasses.replace(t, scale=scales[t.key]) for t in plan.inversion_terms]
-    return dataclasses.replace(
-        plan,
-        denoiser_terms=terms,
-        classifier_terms=[],
-        joint_cells=plan.inversion_joint_cells,
-        analogy=None,
-    )

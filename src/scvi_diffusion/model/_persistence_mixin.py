@@ -17,7 +17,7 @@ from .._scvi_internals import (
     devices_dsp,
     parse_device_args,
 )
-from ._genes import check_genes
+from .._validation import check_genes
 from ._model_file import ModelFileError, read_model_file, save_atomically, write_model_file
 
 if TYPE_CHECKING:

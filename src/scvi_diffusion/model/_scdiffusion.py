@@ -3,12 +3,12 @@
 The class holds the model's configuration and conditions; its capabilities come from mixins:
 staged training (``_training_mixin``), the training cells in latent space
 (``_training_cells_mixin``), generation (``_generation_mixin``), the privacy audit
-(``_audit_mixin``) and safe persistence (``_persistence_mixin``).
+(``_audit_mixin``), safe persistence (``_persistence_mixin``) and what the registration
+says of the conditions (``_registered_conditions``).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -21,35 +21,28 @@ from scvi.model.base import BaseModelClass, VAEMixin
 from scvi.utils import setup_anndata_dsp
 
 from .._constants import (
-    AUTOENCODERS,
     DEFAULT_CONDITION_DROPOUT,
     DEFAULT_GENE_LIKELIHOOD,
-    GENE_LIKELIHOODS,
-    ROLE_KEYS,
     condition_registry_key,
     continuous_registry_key,
 )
 from .._scvi_internals import SETUP_ARGS_KEY
-from .._validation import one_of, validate_counts
-from ..module import ConditionClassifiersModule, ScDiffusionModule
-from ._analogy import TrainingCombinations
-from ._architecture import Architecture
-from ._audit_mixin import PrivacyAuditMixin
-from ._conditions import (
-    check_condition_columns,
-    checked_setup_keys,
-    condition_keys_from_args,
-)
-from ._continuous import (
+from .._validation import validate_counts
+from ..conditions import (
     ContinuousObsField,
-    ValueRange,
+    check_condition_columns,
     check_continuous_columns,
     checked_continuous_keys,
+    checked_setup_keys,
 )
+from ..generation import TrainingCombinations
+from ..module import ConditionClassifiersModule, ScDiffusionModule
+from ._architecture import resolved_architecture
+from ._audit_mixin import PrivacyAuditMixin
 from ._from_scvi import model_from_scvi
 from ._generation_mixin import GenerationMixin
-from ._likelihood import choose_gene_likelihood
 from ._persistence_mixin import SafeSaveLoadMixin
+from ._registered_conditions import RegisteredConditionsMixin
 from ._training_cells_mixin import TrainingCellsMixin
 from ._training_mixin import StagedTrainingMixin
 
@@ -60,6 +53,7 @@ class ScDiffusion(
     StagedTrainingMixin,
     TrainingCellsMixin,
     SafeSaveLoadMixin,
+    RegisteredConditionsMixin,
     VAEMixin,
     BaseModelClass,
 ):
@@ -170,67 +164,29 @@ class ScDiffusion(
         condition_dropout: float = DEFAULT_CONDITION_DROPOUT,
         autoencoder_kwargs: dict | None = None,
     ):
+        arguments = {k: v for k, v in locals().items() if k not in ("self", "adata", "__class__")}
         super().__init__(adata)
-        one_of("autoencoder", autoencoder, AUTOENCODERS)
-        one_of("gene_likelihood", gene_likelihood, ("auto", *GENE_LIKELIHOODS))
-        # how "auto" was resolved (saved with the model, recorded in generated cells' uns)
-        self.gene_likelihood_choice_: dict | None = None
-        if gene_likelihood == "auto":
-            if autoencoder == "scvi":
-                self.gene_likelihood_choice_ = choose_gene_likelihood(
-                    self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-                )
-                gene_likelihood = self.gene_likelihood_choice_["gene_likelihood"]
-            else:
-                gene_likelihood = "poisson"  # unused by the MLP autoencoder
-        architecture = Architecture.checked(
-            n_latent=n_latent,
-            n_hidden=n_hidden,
-            n_layers=n_layers,
-            dropout_rate=dropout_rate,
-            denoiser_width=denoiser_width,
-            guidance_horizon=guidance_horizon,
-            n_timesteps=n_timesteps,
-            beta_start=beta_start,
-            beta_end=beta_end,
-            autoencoder=autoencoder,
-            gene_likelihood=gene_likelihood,
-            dispersion=dispersion,
-            guidance=guidance,
-            condition_dropout=condition_dropout,
-            autoencoder_kwargs=autoencoder_kwargs,
+        architecture, self.gene_likelihood_choice_ = resolved_architecture(
+            arguments,
+            lambda: self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY),
+            self.summary_stats.n_batch,
+            self.continuous_condition_keys,
         )
-        if autoencoder == "mlp" and self.summary_stats.n_batch > 1:
-            warnings.warn(
-                "The 'mlp' autoencoder ignores the registered batch key; generated cells still "
-                "take the batch label of a training cell.",
-                UserWarning,
-                stacklevel=2,
-            )
-        keys = self.condition_keys
-        continuous = self.continuous_condition_keys
-        if continuous and architecture.guidance != "classifier_free":
-            raise ValueError(
-                f"Continuous conditions ({continuous}) are learned by the denoiser itself, "
-                f"which needs guidance='classifier_free'; got guidance={architecture.guidance!r}."
-            )
+        keys, continuous = self.condition_keys, self.continuous_condition_keys
         # kept to rebuild a stage's initial weights (see _reinitialize_if_not_finite)
         self._module_kwargs = architecture.module_kwargs(
             n_input=self.summary_stats.n_vars,
             n_batch=self.summary_stats.n_batch,
             n_classes=[len(self._categories(k)) for k in keys],
             condition_registry_keys=[condition_registry_key(k) for k in keys],
+            value_registry_keys=[continuous_registry_key(k) for k in continuous],
         )
-        if continuous:
-            self._module_kwargs["value_registry_keys"] = [
-                continuous_registry_key(k) for k in continuous
-            ]
         self.module = self._module_cls(**self._module_kwargs)
         self._model_summary_string = architecture.summary(
             keys + continuous, likelihood_from_data=self.gene_likelihood_choice_ is not None
         )
         # the resolved arguments (defaults filled in) are what a saved model is rebuilt from
-        self.init_params_ = self._get_init_params({**locals(), **architecture.as_arguments()})
+        self.init_params_ = self._get_init_params(architecture.as_arguments())
         self._auxiliary_guidance: dict[str, tuple[ConditionClassifiersModule, pd.Index]] = {}
         self._reference_table: pd.DataFrame | None = None
         # the training cells' combinations of conditions, counted on first use
@@ -405,75 +361,3 @@ class ScDiffusion(
         'classifier_free'
         """
         return self.module.guidance_mode
-
-    @property
-    def _setup_args(self) -> dict:
-        return self.registry_[SETUP_ARGS_KEY]
-
-    @property
-    def condition_keys(self) -> list[str]:
-        """Obs columns the model is conditioned on, in registration order.
-
-        Examples
-        --------
-        >>> import scvi_diffusion
-        >>> from scvi_diffusion import ScDiffusion
-        >>> adata = scvi_diffusion.data.pbmc68k()
-        >>> ScDiffusion.setup_anndata(adata, cell_type_key="cell_type", condition_keys=["phase"])
-        >>> ScDiffusion(adata).condition_keys
-        ['cell_type', 'phase']
-        """
-        args = self._setup_args
-        return condition_keys_from_args(
-            args.get("cell_type_key"), args.get("tissue_key"), args.get("condition_keys")
-        )
-
-    @property
-    def continuous_condition_keys(self) -> list[str]:
-        """Numeric obs columns the model is conditioned on as values, in registration order.
-
-        Examples
-        --------
-        >>> import scvi_diffusion
-        >>> from scvi_diffusion import ScDiffusion
-        >>> adata = scvi_diffusion.data.pbmc68k()
-        >>> adata.obs["dose"] = [0.0, 0.5, 1.0, 2.0] * (adata.n_obs // 4)
-        >>> ScDiffusion.setup_anndata(
-        ...     adata, cell_type_key="cell_type", continuous_condition_keys=["dose"]
-        ... )
-        >>> ScDiffusion(adata).continuous_condition_keys
-        ['dose']
-        """
-        keys = self._setup_args.get("continuous_condition_keys")
-        return [keys] if isinstance(keys, str) else list(keys or [])
-
-    def _value_range(self, key: str) -> ValueRange:
-        """Training statistics of a continuous condition."""
-        state = self.adata_manager.get_state_registry(continuous_registry_key(key))
-        return ValueRange(state["mean"], state["sd"], state["minimum"], state["maximum"])
-
-    @property
-    def condition_roles(self) -> dict[str, str]:
-        """Role names (``cell_type``, ``tissue``) mapped to their registered obs columns.
-
-        A role is also a keyword of :meth:`generate` (``cell_type=...``, ``tissue=...``).
-
-        Examples
-        --------
-        >>> import scvi_diffusion
-        >>> from scvi_diffusion import ScDiffusion
-        >>> adata = scvi_diffusion.data.pbmc68k()
-        >>> ScDiffusion.setup_anndata(adata, cell_type_key="cell_type", condition_keys=["phase"])
-        >>> ScDiffusion(adata).condition_roles
-        {'cell_type': 'cell_type'}
-        """
-        args = self._setup_args
-        return {
-            role: args[f"{role}_key"] for role in ROLE_KEYS if args.get(f"{role}_key") is not None
-        }
-
-    def _categories(self, key: str) -> pd.Index:
-        mapping = self.adata_manager.get_state_registry(
-            condition_registry_key(key)
-        ).categorical_mapping
-        return pd.Index(mapping)

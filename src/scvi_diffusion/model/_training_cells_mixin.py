@@ -23,10 +23,11 @@ from .._constants import (
 )
 from .._scvi_internals import forget_transferred_registration
 from .._validation import row_sums
+from ..conditions import numeric_values, vicinal_spreads
+from ..generation import TrainingCombinations
 from ..module import ConditionClassifiersModule
 from ..train._latent_data import latent_step_budget, register_latents, steps_per_pass
 from ..train._stages import ModuleHost
-from ._continuous import numeric_values, vicinal_spreads
 
 logger = logging.getLogger("scvi").getChild("diffusion")
 
@@ -137,6 +138,20 @@ class TrainingCellsMixin:
             self._reference_table = table.reset_index(drop=True)
         return self._reference_table
 
+    def _training_combinations(self) -> TrainingCombinations | None:
+        """The training cells' combinations of the denoiser's conditions (classifier-free
+        guidance of two or more), counted once per model; None otherwise."""
+        if self.guidance != "classifier_free" or len(self.condition_keys) < 2:
+            return None
+        if self._combinations is None:
+            keys = self.condition_keys
+            self._combinations = TrainingCombinations.of(self._reference()[keys], keys)
+        return self._combinations
+
+    def _training_cells(self) -> _TrainingCellsOf:
+        """This model's training cells as generation reads them."""
+        return _TrainingCellsOf(self)
+
     def _train_auxiliary_classifier(
         self, key: str, categories: pd.Index, progress_bar: bool = True
     ) -> ConditionClassifiersModule:
@@ -181,3 +196,24 @@ class TrainingCellsMixin:
         self.history_ = {**(self.history_ or {}), **stage_history}
         module.to(self.device).eval()
         return module
+
+
+class _TrainingCellsOf:
+    """A model's training cells and encoder, as
+    :class:`~scvi_diffusion.generation.TrainingCells`: each read on demand, cached by the
+    model."""
+
+    def __init__(self, model: TrainingCellsMixin):
+        self._model = model
+
+    def reference(self) -> pd.DataFrame:
+        return self._model._reference()
+
+    def combinations(self) -> TrainingCombinations | None:
+        return self._model._training_combinations()
+
+    def latents(self, indices: np.ndarray) -> torch.Tensor:
+        return self._model._standardized_latents(indices=indices)
+
+    def encode(self, adata: ad.AnnData) -> torch.Tensor:
+        return self._model._standardized_source_latents(adata)

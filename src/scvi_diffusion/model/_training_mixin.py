@@ -12,29 +12,25 @@ from scvi.train import TrainRunner
 
 from .._constants import (
     DEFAULT_EMA_DECAY,
-    LATENT_DEFAULTS,
     STAGE_MODULES,
 )
-from .._scvi_internals import devices_dsp, get_max_epochs_heuristic
-from .._validation import check_number, positive_int
-from ..train._callbacks import WarmedUpEMA
+from .._scvi_internals import devices_dsp
 from ..train._latent_data import (
     LatentDataSplitter,
     StepBudget,
-    latent_step_budget,
-    steps_per_pass,
 )
+from ..train._settings import stage_settings
 from ..train._stage_runner import run_stage
 from ..train._stages import (
     StageSettings,
     all_finite,
     check_split,
-    checked_latent_budget,
+    checked_batches,
+    checked_budgets,
     checked_progress_bar,
     history_without,
     model_stages,
     n_processes,
-    n_training_cells,
     stage_plan_kwargs,
     stages_to_train,
     without_one_cell_batches,
@@ -184,50 +180,31 @@ class StagedTrainingMixin:
         >>> model.train(stages=["diffusion"], diffusion_steps=4000)  # doctest: +SKIP
         >>> model.train(accelerator="gpu", devices=2, strategy="ddp")  # doctest: +SKIP
         """
-        max_epochs = positive_int("max_epochs", max_epochs)
-        vae_epochs = positive_int("vae_epochs", vae_epochs)
-        given_budgets = {
-            "diffusion": checked_latent_budget("diffusion", diffusion_steps, diffusion_epochs),
-            "classifier": checked_latent_budget("classifier", classifier_steps, classifier_epochs),
-        }
-        batch_size = positive_int("batch_size", batch_size, allow_none=False)
-        latent_batch_size = positive_int("latent_batch_size", latent_batch_size, allow_none=False)
-        if ema_decay is not None:
-            ema_decay = check_number("ema_decay", ema_decay, 0.0, 1.0)
+        max_epochs, vae_epochs, budgets = checked_budgets(
+            max_epochs,
+            vae_epochs,
+            (diffusion_steps, diffusion_epochs),
+            (classifier_steps, classifier_epochs),
+        )
+        sizes = checked_batches(batch_size, latent_batch_size, ema_decay)
         progress_bar = checked_progress_bar(progress_bar, trainer_kwargs)
         train_size, validation_size = check_split(train_size, validation_size, self.adata.n_obs)
         stages = stages_to_train(
             stages, self._all_stages, self.trained_stages_, self.pretrained_autoencoder_
         )
         processes = n_processes(accelerator, devices, trainer_kwargs)
-
-        vae_epochs = vae_epochs or get_max_epochs_heuristic(self.adata.n_obs)
-        if max_epochs is not None:
-            vae_epochs = min(vae_epochs, max_epochs)
-        n_train = n_training_cells(train_size, self.adata.n_obs)
-        per_pass = steps_per_pass(n_train, latent_batch_size, processes)
-        callbacks = trainer_kwargs.pop("callbacks", None) or []
-        ema = [] if ema_decay is None else [WarmedUpEMA(ema_decay)]
-        settings = StageSettings(
+        split = {"train_size": train_size, "validation_size": validation_size}
+        settings = stage_settings(
+            n_cells=self.adata.n_obs,
+            max_epochs=max_epochs,
             vae_epochs=vae_epochs,
-            latent_budgets={
-                stage: latent_step_budget(
-                    steps, epochs, per_pass, max_epochs, *LATENT_DEFAULTS[stage]
-                )
-                for stage, (steps, epochs) in given_budgets.items()
-            },
-            batch_size=batch_size,
-            latent_batch_size=latent_batch_size,
+            given_budgets=budgets,
+            sizes=sizes,
             n_processes=processes,
-            split_kwargs={
-                "train_size": train_size,
-                "validation_size": validation_size,
-                **(datasplitter_kwargs or {}),
-            },
+            split_kwargs={**split, **(datasplitter_kwargs or {})},
             plan_kwargs=stage_plan_kwargs(
                 vae_plan_kwargs, diffusion_plan_kwargs, classifier_plan_kwargs
             ),
-            callbacks={"vae": callbacks, "diffusion": [*callbacks, *ema], "classifier": callbacks},
             runner_kwargs={
                 "accelerator": accelerator,
                 "devices": devices,

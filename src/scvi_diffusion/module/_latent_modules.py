@@ -190,7 +190,7 @@ class LatentDiffusionModule(BaseModuleClass):
 def with_jittered_values(labels: torch.Tensor, spreads: torch.Tensor) -> torch.Tensor:
     """``labels`` whose last ``k`` columns (values) moved by a split-normal jitter: with
     probability 1/2 up by a half-normal draw of sd ``spreads[:, k + j]``, otherwise down by
-    one of sd ``spreads[:, j]`` (see :func:`~scvi_diffusion.model._continuous.vicinal_spreads`)."""
+    one of sd ``spreads[:, j]`` (see :func:`~scvi_diffusion.conditions.vicinal_spreads`)."""
     k = spreads.shape[1] // 2
     values = labels[:, -k:]
     up = torch.rand_like(values) < 0.5

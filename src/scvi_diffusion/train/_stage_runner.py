@@ -18,6 +18,20 @@ from ._stages import all_finite
 logger = logging.getLogger("scvi").getChild("diffusion")
 
 
+def stage_callbacks(
+    callbacks: Sequence, stage: str, progress_bar: bool, max_steps: int | None
+) -> list:
+    """The stage's callbacks: the caller's, the non-finite-loss stop, the load follower and
+    the stage's progress bar (in steps for a step budget)."""
+    # scvi-tools' Trainer appends its own callbacks to the list it gets: a fresh list per
+    # stage keeps the caller's list, and the next stage's, untouched
+    callbacks = [*callbacks, StopOnNonFiniteLoss(stage)]
+    callbacks.append(ThreadsFollowLoad(torch.get_num_threads()))
+    if progress_bar:
+        callbacks.append(StageProgressBar(stage, "epoch" if max_steps is None else "step"))
+    return callbacks
+
+
 def run_stage(
     runner_cls,
     host,
@@ -45,13 +59,7 @@ def run_stage(
     host.history_ = None
     # scvi-tools' runner leaves the module in eval mode after a stage; Lightning keeps it so
     training_plan.module.train()
-    # scvi-tools' Trainer appends its own callbacks to the list it gets: a fresh list per
-    # stage keeps the caller's list, and the next stage's, untouched
-    callbacks = [*callbacks, StopOnNonFiniteLoss(stage)]
-    callbacks.append(ThreadsFollowLoad(torch.get_num_threads()))
-    if progress_bar:
-        unit = "epoch" if max_steps is None else "step"
-        callbacks.append(StageProgressBar(stage, unit))
+    callbacks = stage_callbacks(callbacks, stage, progress_bar, max_steps)
     if max_steps is not None:
         runner_kwargs["max_steps"] = max_steps
     runner_kwargs.pop("simple_progress_bar", None)

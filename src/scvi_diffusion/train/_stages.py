@@ -98,6 +98,29 @@ def without_one_cell_batches(split_kwargs: dict, batch_size: int, n_cells: int) 
     return {**split_kwargs, "drop_last": True}
 
 
+def checked_budgets(
+    max_epochs, vae_epochs, diffusion: tuple, classifier: tuple
+) -> tuple[int | None, int | None, dict[str, tuple[int | None, int | None]]]:
+    """``train()``'s budgets, checked: the cap on every stage, the VAE's epochs and the
+    denoiser's and the classifiers' ``(steps, epochs)`` (at most one of each given)."""
+    max_epochs = positive_int("max_epochs", max_epochs)
+    vae_epochs = positive_int("vae_epochs", vae_epochs)
+    given = {
+        "diffusion": checked_latent_budget("diffusion", *diffusion),
+        "classifier": checked_latent_budget("classifier", *classifier),
+    }
+    return max_epochs, vae_epochs, given
+
+
+def checked_batches(batch_size, latent_batch_size, ema_decay) -> tuple[int, int, float | None]:
+    """``train()``'s minibatch sizes and weight-average decay, checked."""
+    batch_size = positive_int("batch_size", batch_size, allow_none=False)
+    latent_batch_size = positive_int("latent_batch_size", latent_batch_size, allow_none=False)
+    if ema_decay is not None:
+        ema_decay = check_number("ema_decay", ema_decay, 0.0, 1.0)
+    return batch_size, latent_batch_size, ema_decay
+
+
 def checked_latent_budget(stage: str, steps, epochs) -> tuple[int | None, int | None]:
     """A latent stage's budget as given: steps or passes over the cells, not both."""
     steps = positive_int(f"{stage}_steps", steps)
