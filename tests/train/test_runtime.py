@@ -12,7 +12,29 @@ import torch
 
 from scvi_diffusion.train import _callbacks, _runtime
 from scvi_diffusion.train._callbacks import ThreadsFollowLoad
-from scvi_diffusion.train._runtime import quiet_lightning, threads_for_idle_cores, training_threads
+from scvi_diffusion.train._runtime import (
+    quiet_lightning,
+    set_torch_threads,
+    threads_for_idle_cores,
+    training_threads,
+)
+from scvi_diffusion.train._stage_runner import follows_load, stage_callbacks
+
+
+@pytest.fixture
+def fake_threads(monkeypatch):
+    """torch's thread setting as a plain number, starting at 2, with every ``set_num_threads``
+    call recorded: a real call to 2 threads stalls small operations for seconds, and tests run
+    on one thread."""
+    state = {"threads": 2, "calls": []}
+
+    def set_threads(threads):
+        state["calls"].append(threads)
+        state["threads"] = threads
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: state["threads"])
+    monkeypatch.setattr(torch, "set_num_threads", set_threads)
+    return state
 
 
 @pytest.mark.parametrize(
@@ -43,15 +65,59 @@ def test_idle_cores_without_proc_stat(monkeypatch, tmp_path):
     assert _runtime.idle_cores(seconds=0.0) is None
 
 
-def test_threads_are_restored_after_the_block(monkeypatch):
+def test_threads_are_restored_after_the_block(monkeypatch, fake_threads):
     monkeypatch.setattr(_runtime, "idle_cores", lambda: 0.0)
-    before = torch.get_num_threads()
     with threads_for_idle_cores() as threads:
         assert threads == torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
+    assert torch.get_num_threads() == 2
     with pytest.raises(RuntimeError), threads_for_idle_cores():
         raise RuntimeError
-    assert torch.get_num_threads() == before
+    assert torch.get_num_threads() == 2
+    assert fake_threads["calls"] == [1, 2, 1, 2]
+
+
+def test_an_unchanged_thread_count_is_never_set(monkeypatch, fake_threads):
+    """torch.set_num_threads, even to the current value, stalls small operations for seconds
+    on some machines: an idle machine's stage leaves the setting alone."""
+    monkeypatch.setattr(_runtime, "idle_cores", lambda: 2.0)
+    with threads_for_idle_cores() as threads:
+        assert threads == 2
+    set_torch_threads(2)
+    assert fake_threads["calls"] == []
+    set_torch_threads(1)
+    assert fake_threads["calls"] == [1]
+
+
+def test_one_thread_or_determinism_keeps_the_setting_unmeasured(monkeypatch, fake_threads):
+    """With one thread nothing can follow the load, and where bit-identical results are asked
+    for the stage keeps its threads: the idle cores are not even measured."""
+
+    def measured():
+        raise AssertionError("the idle cores were measured")
+
+    monkeypatch.setattr(_runtime, "idle_cores", measured)
+    with threads_for_idle_cores(follow=False) as threads:
+        assert threads == 2
+    fake_threads["threads"] = 1
+    with threads_for_idle_cores() as threads:
+        assert threads == 1
+    assert fake_threads["calls"] == []
+
+
+def test_a_deterministic_stage_does_not_follow_the_load():
+    assert follows_load({}) and follows_load({"deterministic": False})
+    assert not follows_load({"deterministic": True})
+    followers = [
+        type(callback).__name__
+        for follow in (True, False)
+        for callback in stage_callbacks([], "diffusion", follow, False, 10)
+    ]
+    assert followers.count("ThreadsFollowLoad") == 1
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert not follows_load({})
+    finally:
+        torch.use_deterministic_algorithms(False)
 
 
 def test_quiet_lightning_hides_info_and_restores_the_levels(caplog):
@@ -99,24 +165,20 @@ class _FakeMeter:
         return self.loads.pop(0)
 
 
-def test_threads_follow_the_load_during_a_stage(monkeypatch):
+def test_threads_follow_the_load_during_a_stage(monkeypatch, fake_threads):
     """A process that starts mid-stage takes a thread away; when it ends, it comes back."""
-    before = torch.get_num_threads()
     callback = ThreadsFollowLoad(max_threads=2, interval=0.0)
     meter = _FakeMeter([0.0, 1.0, 1.1, None, 0.1, 0.2, 1.4, 0.3, 3.0, 2.5])
     monkeypatch.setattr(_callbacks, "load_meter", lambda: meter)
     seen = []
-    try:
-        torch.set_num_threads(2)
-        callback.on_train_start(None, None)
-        for _ in range(10):
-            callback.on_train_batch_end(None, None, None, None, 0)
-            seen.append(torch.get_num_threads())
-    finally:
-        torch.set_num_threads(before)
+    callback.on_train_start(None, None)
+    for _ in range(10):
+        callback.on_train_batch_end(None, None, None, None, 0)
+        seen.append(torch.get_num_threads())
     # idle; a busy process, confirmed by the next check; not measurable (kept); idle again,
     # confirmed; a spike of one check (ignored); overloaded, confirmed
     assert seen == [2, 2, 1, 1, 1, 2, 2, 2, 2, 1]
+    assert fake_threads["calls"] == [1, 2, 1]  # only the changes reach torch
 
 
 def test_threads_follow_the_load_only_on_one_cpu_process(monkeypatch):

@@ -159,8 +159,12 @@ class StagedTrainingMixin:
         model stays usable: for example, a trained VAE still gives latent representations and
         ``train(stages=[...])`` resumes with the failed stage.
 
-        Training is deterministic on CPU: with the same ``scvi.settings.seed``, data and
-        machine (and thread count), the weights are identical.
+        On a CPU each stage follows the machine's load: it uses as many torch threads as other
+        processes leave cores idle (at most the torch setting), and adapts when that changes.
+        The weights depend on the thread count, so for bit-identical results set it yourself
+        (``torch.set_num_threads``) and pass ``deterministic=True`` (Lightning's flag): every
+        stage then keeps that thread count whatever the load. With the same
+        ``scvi.settings.seed``, data, machine and thread count, the weights are identical.
 
         Returns
         -------

@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Callback, ProgressBar, WeightAveraging
 from scvi.utils import track
 
 from ._errors import NonFiniteLossError
-from ._runtime import load_meter, training_threads
+from ._runtime import load_meter, set_torch_threads, training_threads
 
 # seconds between two checks of the other processes' load during a stage
 LOAD_CHECK_SECONDS = 1.0
@@ -215,8 +215,7 @@ class ThreadsFollowLoad(Callback):
         if threads != self._proposed:
             self._proposed = threads
             return
-        if threads != torch.get_num_threads():
-            torch.set_num_threads(threads)
+        set_torch_threads(threads)
 
 
 class StopOnNonFiniteLoss(Callback):

@@ -138,13 +138,29 @@ def idle_cores(seconds: float = IDLE_SAMPLE_SECONDS) -> float | None:
     return None if others is None else len(meter.cpus) - others
 
 
-@contextlib.contextmanager
-def threads_for_idle_cores():
-    """Run a block with :func:`training_threads` torch threads, then restore the setting."""
-    current = torch.get_num_threads()
-    threads = training_threads(current, idle_cores())
-    try:
+def set_torch_threads(threads: int) -> None:
+    """Use ``threads`` torch threads, calling torch only if that changes the setting.
+
+    Each ``torch.set_num_threads`` call, even with the current value, can stall every small
+    operation for seconds afterwards: on a 2-core machine (torch 2.13, OpenMP), a cosine of
+    512 numbers took 12 ms instead of 3 us for about 5 s after ``set_num_threads(2)``, so
+    sampling right after a training stage that had set and restored its threads crawled.
+    """
+    if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def threads_for_idle_cores(follow: bool = True):
+    """Run a block with :func:`training_threads` torch threads, then restore the setting.
+
+    Without ``follow`` (or with one thread, where there is nothing to follow) the idle cores
+    are not measured and the block keeps the current setting.
+    """
+    current = torch.get_num_threads()
+    threads = current if current == 1 or not follow else training_threads(current, idle_cores())
+    try:
+        set_torch_threads(threads)
         yield threads
     finally:
-        torch.set_num_threads(current)
+        set_torch_threads(current)

@@ -18,15 +18,24 @@ from ._stages import all_finite
 logger = logging.getLogger("scvi").getChild("diffusion")
 
 
+def follows_load(runner_kwargs: dict) -> bool:
+    """Whether a stage's threads follow the machine's load: not where bit-identical results
+    are asked for (Lightning's ``deterministic``, or torch's deterministic algorithms), since
+    the results depend on the thread count, which the follower changes."""
+    deterministic = runner_kwargs.get("deterministic")
+    return not (deterministic or torch.are_deterministic_algorithms_enabled())
+
+
 def stage_callbacks(
-    callbacks: Sequence, stage: str, progress_bar: bool, max_steps: int | None
+    callbacks: Sequence, stage: str, follow: bool, progress_bar: bool, max_steps: int | None
 ) -> list:
     """The stage's callbacks: the caller's, the non-finite-loss stop, the load follower and
     the stage's progress bar (in steps for a step budget)."""
     # scvi-tools' Trainer appends its own callbacks to the list it gets: a fresh list per
     # stage keeps the caller's list, and the next stage's, untouched
     callbacks = [*callbacks, StopOnNonFiniteLoss(stage)]
-    callbacks.append(ThreadsFollowLoad(torch.get_num_threads()))
+    if follow:
+        callbacks.append(ThreadsFollowLoad(torch.get_num_threads()))
     if progress_bar:
         callbacks.append(StageProgressBar(stage, "epoch" if max_steps is None else "step"))
     return callbacks
@@ -59,14 +68,15 @@ def run_stage(
     host.history_ = None
     # scvi-tools' runner leaves the module in eval mode after a stage; Lightning keeps it so
     training_plan.module.train()
-    callbacks = stage_callbacks(callbacks, stage, progress_bar, max_steps)
+    follow = follows_load(runner_kwargs)
+    callbacks = stage_callbacks(callbacks, stage, follow, progress_bar, max_steps)
     if max_steps is not None:
         runner_kwargs["max_steps"] = max_steps
     runner_kwargs.pop("simple_progress_bar", None)
     in_main_thread = threading.current_thread() is threading.main_thread()
     sigint_handler = signal.getsignal(signal.SIGINT) if in_main_thread else None
     try:
-        with quiet_lightning(), threads_for_idle_cores() as threads:
+        with quiet_lightning(), threads_for_idle_cores(follow) as threads:
             logger.debug(f"Stage '{stage}' runs with {threads} torch threads.")
             runner = runner_cls(
                 host,
