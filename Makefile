@@ -23,7 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
@@ -87,7 +87,7 @@ tutorials: $(STAMP)
 # CI's check that every tutorial runs: small training budgets, executed copies in build/
 tutorials-ci: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[tutorials]"
-	$(BIN)/python scripts/run_notebooks.py --max-epochs $(TUTORIAL_CI_EPOCHS) \
+	$(BIN)/python scripts/run_notebooks.py --max-epochs $(TUTORIAL_CI_EPOCHS) --jobs 2 \
 		--out-dir build/tutorials tutorials/*.ipynb
 
 # the documentation (Sphinx, myst-nb, sphinx-book-theme); any warning is an error

@@ -1,3 +1,6 @@
+import json
+import os
+import re
 import warnings
 from pathlib import Path
 
@@ -13,6 +16,45 @@ from scvi_diffusion.metrics import stratified_split
 
 warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
 
+# One torch thread in every test process: training and sampling on a CPU are then bitwise
+# reproducible on a given machine (the thread count changes the sums), the stages' load
+# follower has nothing to change, and `make test` runs one such process per core
+# (pytest-xdist) instead of two threads that wait for each other on tiny operations.
+if torch.get_num_threads() != 1:
+    torch.set_num_threads(1)
+
+# Models that tests in several modules share: under `pytest -n` (pytest-xdist) the modules
+# that use them run in one process, which trains each of them once; every other module runs
+# whole in one process too, with its module-scoped models.
+SHARED_MODELS = ("trained_model", "two_factor_model")
+
+
+def _modules_of_shared_models() -> set[str]:
+    """The test modules (paths from the repository root, as in node ids) that name a shared
+    model: xdist's controller schedules by node id, before any test is collected."""
+    root = Path(__file__).resolve().parents[1]
+    pattern = re.compile(r"\b(" + "|".join(SHARED_MODELS) + r")\b")
+    return {
+        path.relative_to(root).as_posix()
+        for path in Path(__file__).parent.rglob("test_*.py")
+        if pattern.search(path.read_text())
+    }
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Whole modules to a process, and the modules of the shared models together."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    shared = _modules_of_shared_models()
+
+    class ModulesAndSharedModels(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "shared models" if module in shared else module
+
+    return ModulesAndSharedModels(config, log)
+
+
 # the shared data (../shared beside the repository, as in CI)
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PBMC3K = SHARED_DATA / "pbmc3k_raw.h5ad"
@@ -21,6 +63,26 @@ needs_pbmc3k = pytest.mark.skipif(
 )
 
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "logger": None}
+
+# The training seed of the models whose measured figures the behavioural tests bound (0; other
+# seeds are for benchmarks/test_bounds.py, which measures the spread the bounds come from), and
+# where the tests write those figures (unset: nowhere).
+TRAINING_SEED = int(os.environ.get("SCVI_DIFFUSION_TEST_SEED", "0"))
+FIGURES_FILE = os.environ.get("SCVI_DIFFUSION_TEST_FIGURES")
+
+
+@pytest.fixture
+def figures(request):
+    """What a behavioural test measures before it asserts, name to number; with
+    ``SCVI_DIFFUSION_TEST_FIGURES`` set, appended to that file as one JSON line (whether the
+    assertions pass or not), for ``benchmarks/test_bounds.py``."""
+    measured: dict[str, float] = {}
+    yield measured
+    if FIGURES_FILE and measured:
+        line = {"test": request.node.nodeid, "seed": TRAINING_SEED}
+        line |= {name: float(value) for name, value in measured.items()}
+        with open(FIGURES_FILE, "a") as file:
+            file.write(json.dumps(line) + "\n")
 
 
 def same_state(a: dict, b: dict) -> bool:
@@ -78,7 +140,7 @@ def pbmc_split():
 @pytest.fixture(scope="session")
 def trained_model(pbmc_split):
     """Cell type only, default training budget, on the 70% split: for fidelity checks."""
-    scvi.settings.seed = 0
+    scvi.settings.seed = TRAINING_SEED
     adata = pbmc_split[0].copy()
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
     model = ScDiffusion(adata)
@@ -102,7 +164,7 @@ def two_factor_split():
 def two_factor_model(two_factor_split):
     """Defaults (classifier-free guidance, which composes conditions), cell type and tissue,
     default training budget, without the unseen combination."""
-    scvi.settings.seed = 0
+    scvi.settings.seed = TRAINING_SEED
     adata = two_factor_split[0].copy()
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type", tissue_key="tissue")
     return quiet_train(ScDiffusion(adata))
