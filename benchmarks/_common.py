@@ -4,6 +4,8 @@
   the repository);
 - :data:`QUIET` and :func:`timed_train`: training without a progress bar or model summary, and
   the wall-clock seconds of one ``train()`` call;
+- :func:`fidelity_dataset`: the bundled PBMCs or PBMC3K as the fidelity protocol reads them,
+  and the share of their cells held out;
 - :func:`split_with_reference`: the held-out protocol (a split stratified by cell type, and the
   floor's reference: real training cells drawn in the test cells' composition);
 - :func:`machine_line` (by default :data:`MACHINE`): the description of the machine written
@@ -58,6 +60,24 @@ def decoded(model, latents, source, seed: int):
             torch.zeros(len(latents), dtype=torch.long),
         )
     return to_csr(sample_counts(counts)), fractions.numpy() * 1e4
+
+
+def fidelity_dataset(name: str):
+    """``"pbmc68k"`` (the bundled PBMCs, 30% held out) or ``"pbmc3k"`` (the labelled cells of
+    :data:`PBMC3K` and the genes detected in at least 30 of them, 20% held out): the AnnData
+    and the share of its cells held out."""
+    import anndata as ad
+    import scanpy as sc
+
+    import scvi_diffusion
+
+    if name == "pbmc68k":
+        return scvi_diffusion.data.pbmc68k(), 0.3
+    adata = ad.read_h5ad(PBMC3K)
+    adata = adata[adata.obs["cell_type"].notna()].copy()
+    sc.pp.filter_genes(adata, min_cells=30)
+    adata.obs["cell_type"] = adata.obs["cell_type"].astype(str).astype("category")
+    return adata, 0.2
 
 
 def split_with_reference(adata, seed: int, test_size: float = 0.3, condition: str = "cell_type"):

@@ -18,14 +18,11 @@ import copy
 import warnings
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 import scvi
-from _common import PBMC3K, split_with_reference, timed_train
+from _common import fidelity_dataset, split_with_reference, timed_train
 
-import scvi_diffusion
 from scvi_diffusion import ScDiffusion
 from scvi_diffusion._constants import LATENT_DEFAULTS
 from scvi_diffusion.metrics import evaluate
@@ -53,19 +50,8 @@ SETTINGS = {
 }
 
 
-def load(name: str) -> tuple[ad.AnnData, float]:
-    """A dataset and the fraction of its cells held out."""
-    if name == "pbmc68k":
-        return scvi_diffusion.data.pbmc68k(), 0.3
-    adata = ad.read_h5ad(PBMC3K)
-    adata = adata[adata.obs["cell_type"].notna()].copy()
-    sc.pp.filter_genes(adata, min_cells=30)
-    adata.obs["cell_type"] = adata.obs["cell_type"].astype(str).astype("category")
-    return adata, 0.2
-
-
 def run(name: str, seed: int, settings: dict) -> list[dict]:
-    adata, test_size = load(name)
+    adata, test_size = fidelity_dataset(name)
     train, test, reference = split_with_reference(adata, seed, test_size=test_size)
     floor = evaluate(test, reference, condition_key="cell_type", random_state=seed, n_repeats=0)
     rows = [

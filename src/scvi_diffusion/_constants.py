@@ -20,6 +20,11 @@ DEFAULT_N_LATENT = {"scvi": 10, "mlp": 128}
 # off the data (docs/benchmarks.md, "Conditioning"); the paper's setup keeps its classifiers
 DEFAULT_GUIDANCE = {"scvi": "classifier_free", "mlp": "classifier"}
 DEFAULT_CONDITION_DROPOUT = 0.25
+# the denoiser's first level is 16x the latent, at least this wide: 160 for the default 10-d
+# latent, where 256 (the floor before) cost 1.5x the time per step for the same held-out
+# fidelity and held-out combinations (3 seeds on the bundled PBMCs, PBMC3K and the two-factor
+# PBMCs), and 128 lost the held-out B cells' identity (docs/benchmarks.md, "Training speed")
+DENOISER_MIN_WIDTH = 160
 # classifier-free guidance of several conditions: the joint conditional model for combinations
 # with at least this many training cells (it knows how their conditions interact, e.g. a drug's
 # effect in one patient), conditions composed one by one for the rest (docs/benchmarks.md,

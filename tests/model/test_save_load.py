@@ -11,9 +11,11 @@ import pytest
 import scvi
 import torch
 
+import scvi_diffusion
 from scvi_diffusion import ModelFileError, ScDiffusion
 from scvi_diffusion.model import _model_file as _save_load
 from scvi_diffusion.model._model_file import read_model_file, write_model_file
+from scvi_diffusion.module import _networks
 
 GEN = {"n_steps": 5, "progress_bar": False}
 
@@ -226,3 +228,24 @@ def test_saved_folder_and_files_follow_the_umask(
     assert stat.filemode(folder.stat().st_mode) == folder_mode
     files = {p.name: stat.filemode(p.stat().st_mode) for p in folder.iterdir()}
     assert files == {"adata.h5ad": file_mode, "model.pt": file_mode}
+
+
+def _first_width(model: ScDiffusion) -> int:
+    return model.module.diffusion.denoiser.down[0].linear.out_features
+
+
+def test_load_keeps_the_width_a_denoiser_was_saved_with(monkeypatch, tmp_path):
+    """A model saved when the default denoiser width was 256 (before 160) loads at 256."""
+    adata = scvi_diffusion.data.pbmc68k()[:120].copy()
+    ScDiffusion.setup_anndata(adata, cell_type_key="cell_type")
+    monkeypatch.setattr(_networks, "DENOISER_MIN_WIDTH", 256)
+    scvi.settings.seed = 0
+    earlier = ScDiffusion(adata, n_latent=6)
+    assert _first_width(earlier) == 256
+    earlier.save(str(tmp_path / "model"), overwrite=True)
+    monkeypatch.undo()
+    assert _first_width(ScDiffusion(adata, n_latent=6)) == 160
+    loaded = ScDiffusion.load(str(tmp_path / "model"), adata=adata)
+    assert _first_width(loaded) == 256
+    for name, weight in earlier.module.state_dict().items():
+        torch.testing.assert_close(loaded.module.state_dict()[name], weight)

@@ -23,6 +23,8 @@ from ._model_file import ModelFileError, read_model_file, save_atomically, write
 if TYPE_CHECKING:
     from ._scdiffusion import ScDiffusion
 
+_DENOISER_FIRST_LEVEL = "diffusion.denoiser.down.0.linear.weight"
+
 
 class SafeSaveLoadMixin:
     """``save``, ``load``, ``load_registry`` and ``view_setup_args`` with safe model files.
@@ -246,7 +248,11 @@ class SafeSaveLoadMixin:
         cls.setup_anndata(adata, source_registry=registry, **registry[SETUP_ARGS_KEY])
         init_params = attr_dict.pop("init_params_")
         kwargs = {k: v for group in init_params["kwargs"].values() for k, v in group.items()}
-        model = cls(adata, **init_params["non_kwargs"], **kwargs)
+        arguments = {**init_params["non_kwargs"], **kwargs}
+        if arguments.get("denoiser_width") is None:
+            # the default width changed (256 to 160): a file keeps the width it was saved with
+            arguments["denoiser_width"] = _saved_denoiser_width(state_dict)
+        model = cls(adata, **arguments)
         for name, value in attr_dict.items():
             setattr(model, name, value)
         model.module.on_load(model)
@@ -261,3 +267,9 @@ class SafeSaveLoadMixin:
         model.to_device(torch_device)
         model.module.eval()
         return model
+
+
+def _saved_denoiser_width(state_dict: dict) -> int | None:
+    """The width of the first level of a saved denoiser (``None`` without one)."""
+    weight = state_dict.get(_DENOISER_FIRST_LEVEL)
+    return None if weight is None else int(weight.shape[0])

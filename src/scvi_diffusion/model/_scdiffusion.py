@@ -81,7 +81,7 @@ class ScDiffusion(
         VAE dropout.
     denoiser_width
         Width of the denoiser's first level (the next are half and a quarter). Default:
-        ``max(256, 16 * n_latent)``.
+        ``max(160, 16 * n_latent)`` (160 with the default latent).
     guidance_horizon
         Guidance classifiers are trained on, and guide, timesteps ``t < guidance_horizon``.
     n_timesteps

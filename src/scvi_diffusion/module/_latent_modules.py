@@ -30,7 +30,7 @@ class LatentDiffusionModule(BaseModuleClass):
     n_latent
         Latent size.
     hidden_dims
-        Denoiser widths; see :func:`~scvi_diffusion._components.default_hidden_dims`.
+        Denoiser widths; see :func:`~scvi_diffusion.module._networks.default_hidden_dims`.
     n_timesteps, beta_start, beta_end
         Linear noise schedule.
     dropout_rate

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._constants import DENOISER_MIN_WIDTH
+
 
 class SinusoidalTimeEmbedding(nn.Module):
     """Transformer-style sinusoidal embedding of integer timesteps followed by a small MLP.
@@ -151,10 +153,11 @@ def default_hidden_dims(n_input: int, width: int | None = None) -> tuple[int, in
     """Widths of the denoiser's three levels, scaled to the latent size.
 
     The paper's denoiser on its 128-d latent uses widths of roughly 16, 8 and 4 times the
-    input; for the small latents of a VAE we keep a floor so the network stays expressive, and
-    a ceiling of 1024 keeps large latents trainable in minutes on a CPU.
+    input; we keep that ratio with a floor of :data:`DENOISER_MIN_WIDTH` for the small latents
+    of a VAE, so the network stays expressive, and a ceiling of 1024, so large latents train
+    in minutes on a CPU.
     """
-    width = width if width is not None else min(1024, max(256, 16 * n_input))
+    width = width if width is not None else min(1024, max(DENOISER_MIN_WIDTH, 16 * n_input))
     return (width, max(width // 2, n_input), max(width // 4, n_input))
 
 

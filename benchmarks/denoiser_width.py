@@ -1,0 +1,184 @@
+"""The denoiser's width against its step cost, held-out fidelity and held-out combinations.
+
+``python benchmarks/denoiser_width.py [--widths 256 160 128] [--seeds 0 1 2]
+[--datasets pbmc68k pbmc3k two_factor] [--out DIR]``. For every dataset and seed: the
+fidelity protocol's split (30% of the bundled PBMCs held out; PBMC3K: the labelled cells and
+the genes detected in at least 30 of them, 20% held out), the VAE trained once at its default,
+then one default denoiser per width (``ScDiffusion(denoiser_width=...)``, the same VAE weights,
+4,000 steps), timed. Each is scored:
+
+- ``pbmc68k``, ``pbmc3k``: the test cells' composition generated twice (two generation
+  seeds, averaged) and scored by :func:`scvi_diffusion.metrics.evaluate` against the held-out
+  cells;
+- ``two_factor``: :func:`scvi_diffusion.data.pbmc68k_two_factor` without its stimulated
+  ``CD19+ B`` cells; counterfactuals of the control B cells made stimulated (the default start
+  time search) and new cells of the held-out combination, scored as in
+  ``tests/generation/test_counterfactual.py``: the share called B cells and called stimulated
+  by classifiers trained on the real training cells, the R^2 of mean log expression over the
+  100 genes that change most (:func:`~scvi_diffusion.metrics.counterfactual_scores`) and the
+  program's mean log fold change as a share of the true one.
+
+Writes ``denoiser_width_runs.csv`` and ``denoiser_width.md`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scvi
+from _common import QUIET, fidelity_dataset, machine_line, split_with_reference
+
+import scvi_diffusion
+from scvi_diffusion import ScDiffusion
+from scvi_diffusion.data._two_factor import PROGRAM_KEY
+from scvi_diffusion.metrics import conditional_accuracy, counterfactual_scores, evaluate
+
+warnings.filterwarnings("ignore")
+
+METRICS = ("knn_auc", "w2", "mmd", "conditional_accuracy", "mean_spearman")
+HELD_OUT = {"cell_type": "CD19+ B", "tissue": "stimulated"}
+
+
+def with_width(base: ScDiffusion, width: int | None) -> ScDiffusion:
+    """A model on ``base``'s cells with a denoiser of ``width``, ``base``'s trained VAE."""
+    model = ScDiffusion(base.adata, denoiser_width=width)
+    model.module.autoencoder.load_state_dict(base.module.autoencoder.state_dict())
+    model.trained_stages_ = ["vae"]
+    model.history_ = dict(base.history_)
+    return model
+
+
+def trained_widths(adata, keys: dict, widths, seed: int):
+    """One model per width on ``adata`` (conditions ``keys``), sharing one trained VAE; the
+    seconds of each denoiser stage."""
+    scvi.settings.seed = seed
+    ScDiffusion.setup_anndata(adata, **keys)
+    base = ScDiffusion(adata)
+    base.train(stages=["vae"], **QUIET)
+    for width in widths:
+        scvi.settings.seed = seed
+        model = with_width(base, None if width == 256 else width)
+        started = time.perf_counter()
+        model.train(stages=["diffusion"], **QUIET)
+        yield width, model, time.perf_counter() - started
+
+
+def fidelity_rows(name: str, widths, seed: int) -> list[dict]:
+    adata, test_size = fidelity_dataset(name)
+    train, test, reference = split_with_reference(adata, seed, test_size=test_size)
+    floor = evaluate(test, reference, condition_key="cell_type", random_state=seed, n_repeats=0)
+    rows = [
+        {"dataset": name, "seed": seed, "width": "floor"}
+        | {m: floor.loc["all", m]["synthetic"] for m in METRICS}
+    ]
+    for width, model, seconds in trained_widths(
+        train, {"cell_type_key": "cell_type"}, widths, seed
+    ):
+        scores = []
+        for generation_seed in (seed, seed + 100):
+            synthetic = model.generate(
+                conditions=test.obs[["cell_type"]], seed=generation_seed, progress_bar=False
+            )
+            frame = evaluate(
+                test, synthetic, condition_key="cell_type", random_state=seed, n_repeats=0
+            )
+            scores.append({m: frame.loc["all", m]["synthetic"] for m in METRICS})
+        rows.append(
+            {"dataset": name, "seed": seed, "width": width, "denoiser_s": seconds}
+            | pd.DataFrame(scores).mean().to_dict()
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _log_mean(adata) -> np.ndarray:
+    counts = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    normalised = counts / np.maximum(counts.sum(1, keepdims=True), 1) * 1e4
+    return np.log1p(normalised).mean(0)
+
+
+def two_factor_rows(widths, seed: int) -> list[dict]:
+    adata = scvi_diffusion.data.pbmc68k_two_factor()
+    held = (adata.obs["cell_type"] == HELD_OUT["cell_type"]) & (
+        adata.obs["tissue"] == HELD_OUT["tissue"]
+    )
+    train, truth = adata[~held].copy(), adata[held].copy()
+    source = train[
+        (train.obs["cell_type"] == HELD_OUT["cell_type"]) & (train.obs["tissue"] == "control")
+    ].copy()
+    program = adata.var[PROGRAM_KEY].to_numpy()
+    keys = {"cell_type_key": "cell_type", "tissue_key": "tissue"}
+    rows = []
+    for width, model, seconds in trained_widths(train, keys, widths, seed):
+        cf = model.generate(
+            source=source, tissue=HELD_OUT["tissue"], seed=seed, progress_bar=False
+        )
+        new = model.generate(n=truth.n_obs, **HELD_OUT, seed=seed, progress_bar=False)
+        row = {"dataset": "two_factor", "seed": seed, "width": width, "denoiser_s": seconds}
+        for label, cells in (("cf", cf), ("new", new)):
+            requested = ad.AnnData(
+                cells.X, obs=pd.DataFrame(HELD_OUT, index=cells.obs_names), var=cells.var
+            )
+            for key in HELD_OUT:
+                row[f"{label}_{key}"] = conditional_accuracy(
+                    train, requested, key, average="micro"
+                )
+        row["cf_r2_top"] = counterfactual_scores(source, cf, truth)["r2_top"]
+        change = (_log_mean(cf) - _log_mean(source))[program].mean()
+        true_change = (_log_mean(truth) - _log_mean(source))[program].mean()
+        row["cf_program_share"] = change / true_change
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def report(runs: pd.DataFrame) -> str:
+    lines = [f"# The denoiser's width\n\n{machine_line()}\n"]
+    for dataset, group in runs.groupby("dataset", sort=False):
+        columns = [c for c in group.columns if c not in ("dataset", "seed", "width")]
+        columns = [c for c in columns if group[c].notna().any()]
+        lines += [f"## {dataset}\n", "| width | " + " | ".join(columns) + " |"]
+        lines.append("|---" * (len(columns) + 1) + "|")
+        for width, rows in group.groupby("width", sort=False):
+            cells = [
+                ""
+                if rows[c].isna().all()
+                else f"{rows[c].mean():.3f} ± {rows[c].std():.3f}"
+                if len(rows) > 1
+                else f"{rows[c].mean():.3f}"
+                for c in columns
+            ]
+            lines.append(f"| {width} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--widths", type=int, nargs="+", default=[256, 160, 128])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--datasets", nargs="+", default=["pbmc68k", "pbmc3k", "two_factor"])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            if dataset == "two_factor":
+                rows += two_factor_rows(args.widths, seed)
+            else:
+                rows += fidelity_rows(dataset, args.widths, seed)
+            runs = pd.DataFrame(rows)
+            runs.to_csv(args.out / "denoiser_width_runs.csv", index=False)
+    (args.out / "denoiser_width.md").write_text(report(runs) + "\n")
+    print(report(runs))
+
+
+if __name__ == "__main__":
+    main()
