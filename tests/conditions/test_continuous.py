@@ -22,7 +22,7 @@ from scvi_diffusion.generation._reference_cells import (
 from scvi_diffusion.module._latent_modules import with_jittered_values
 from scvi_diffusion.module._networks import SkipMLPDenoiser
 
-from ..conftest import QUIET, quiet_train
+from ..conftest import QUIET, TRAINING_SEED, quiet_train
 
 DOSES = (0.0, 0.5, 1.0, 2.0)
 
@@ -327,12 +327,12 @@ def program_share(cells: ad.AnnData, program: np.ndarray) -> np.ndarray:
     return np.asarray(counts[:, program].sum(1)).ravel() / np.asarray(counts.sum(1)).ravel()
 
 
-def test_the_denoiser_learns_the_value_and_interpolates_it():
+def test_the_denoiser_learns_the_value_and_interpolates_it(figures):
     """Default training on doses 0, 1, 3 and 4; a sweep of 11 values orders the program
     (Spearman at least 0.9), and cells at the held-out dose 2 carry the program's share that
     the scaling gives there, ``2 p0 / (1 + p0)`` from the dose-0 share ``p0`` (within 0.02;
     the model reproduced it to 0.001 when this was written)."""
-    scvi.settings.seed = 0
+    scvi.settings.seed = TRAINING_SEED
     adata, program = program_data()
     ScDiffusion.setup_anndata(adata, cell_type_key="cell_type", continuous_condition_keys="dose")
     model = ScDiffusion(adata)
@@ -341,12 +341,15 @@ def test_the_denoiser_learns_the_value_and_interpolates_it():
         n=550, interpolate={"dose": (0, 4)}, n_points=11, seed=0, progress_bar=False
     )
     share = pd.Series(program_share(sweep, program)).groupby(sweep.obs["dose"].to_numpy()).mean()
-    assert stats.spearmanr(share.index, share.to_numpy()).statistic >= 0.9
     real = pd.Series(program_share(adata, program)).groupby(adata.obs["dose"].to_numpy()).mean()
     composition = adata.obs[["cell_type"]].assign(dose=2.0)
     held_out = program_share(
         model.generate(conditions=composition, seed=1, progress_bar=False), program
     ).mean()
+    figures["sweep_spearman"] = stats.spearmanr(share.index, share.to_numpy()).statistic
+    figures["held_out_off_expected"] = abs(held_out - 2 * real[0.0] / (1 + real[0.0]))
+    figures["held_out_between"] = (held_out - real[1.0]) / (real[3.0] - real[1.0])
+    assert figures["sweep_spearman"] >= 0.9
     assert real[1.0] < held_out < real[3.0]
     assert held_out == pytest.approx(2 * real[0.0] / (1 + real[0.0]), abs=0.02)
 
