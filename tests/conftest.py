@@ -55,6 +55,18 @@ def pytest_xdist_make_scheduler(config, log):
     return ModulesAndSharedModels(config, log)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The modules with integration or distributed tests (the slow ones) first, in their
+    order, so that ``pytest -n`` hands out the long modules before the short ones that fill
+    the processes' last minutes (longest first balances the processes)."""
+    slow = {
+        item.nodeid.split("::", 1)[0]
+        for item in items
+        if "integration" in item.keywords or "distributed" in item.keywords
+    }
+    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in slow)
+
+
 # the shared data (../shared beside the repository, as in CI)
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PBMC3K = SHARED_DATA / "pbmc3k_raw.h5ad"

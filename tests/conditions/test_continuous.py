@@ -327,6 +327,7 @@ def program_share(cells: ad.AnnData, program: np.ndarray) -> np.ndarray:
     return np.asarray(counts[:, program].sum(1)).ravel() / np.asarray(counts.sum(1)).ravel()
 
 
+@pytest.mark.integration
 def test_the_denoiser_learns_the_value_and_interpolates_it(figures):
     """Default training on doses 0, 1, 3 and 4; a sweep of 11 values orders the program
     (Spearman at least 0.9), and cells at the held-out dose 2 carry the program's share that
