@@ -5,7 +5,9 @@
 - :data:`QUIET` and :func:`timed_train`: training without a progress bar or model summary, and
   the wall-clock seconds of one ``train()`` call;
 - :func:`fidelity_dataset`: the bundled PBMCs or PBMC3K as the fidelity protocol reads them,
-  and the share of their cells held out;
+  and the share of their cells held out; :func:`held_out_floor` and :func:`held_out_scores`:
+  the floor's and a model's mean scores on the held-out cells;
+- :func:`two_factor_held_out`: the two-factor PBMCs split for a held-out combination;
 - :func:`split_with_reference`: the held-out protocol (a split stratified by cell type, and the
   floor's reference: real training cells drawn in the test cells' composition);
 - :func:`machine_line` (by default :data:`MACHINE`): the description of the machine written
@@ -90,6 +92,52 @@ def split_with_reference(adata, seed: int, test_size: float = 0.3, condition: st
 
     train, test = stratified_split(adata, condition, test_size=test_size, random_state=seed)
     return train, test, matched_sample(train, test, condition, random_state=seed)
+
+
+def held_out_floor(test, reference, seed: int, metrics) -> dict:
+    """The floor's ``metrics``: the reference (real training cells in the test cells'
+    composition) scored by :func:`scvi_diffusion.metrics.evaluate` against the test cells."""
+    from scvi_diffusion.metrics import evaluate
+
+    floor = evaluate(test, reference, condition_key="cell_type", random_state=seed, n_repeats=0)
+    return {m: floor.loc["all", m]["synthetic"] for m in metrics}
+
+
+def held_out_scores(model, test, seed: int, metrics) -> dict:
+    """``model``'s cells in the test cells' composition, generated twice (seeds ``seed`` and
+    ``seed + 100``), each scored by :func:`scvi_diffusion.metrics.evaluate` against the test
+    cells: the mean of each of ``metrics``."""
+    import pandas as pd
+
+    from scvi_diffusion.metrics import evaluate
+
+    scores = []
+    for generation_seed in (seed, seed + 100):
+        synthetic = model.generate(
+            conditions=test.obs[["cell_type"]], seed=generation_seed, progress_bar=False
+        )
+        frame = evaluate(
+            test, synthetic, condition_key="cell_type", random_state=seed, n_repeats=0
+        )
+        scores.append({m: frame.loc["all", m]["synthetic"] for m in metrics})
+    return pd.DataFrame(scores).mean().to_dict()
+
+
+def two_factor_held_out(held_out: dict):
+    """:func:`scvi_diffusion.data.pbmc68k_two_factor` split for a held-out combination
+    (``{"cell_type": ..., "tissue": ...}``): all its cells, the mask of the held-out ones, the
+    training cells, the held-out cells and the training cells of that cell type in control
+    (the counterfactuals' source)."""
+    import scvi_diffusion
+
+    data = scvi_diffusion.data.pbmc68k_two_factor()
+    of_type = data.obs["cell_type"] == held_out["cell_type"]
+    held = of_type & (data.obs["tissue"] == held_out["tissue"])
+    train, truth = data[~held].copy(), data[held].copy()
+    source = train[
+        train.obs["cell_type"].eq(held_out["cell_type"]) & train.obs["tissue"].eq("control")
+    ].copy()
+    return data, held, train, truth, source
 
 
 def machine_line(template: str = MACHINE) -> str:

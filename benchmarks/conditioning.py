@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import scvi
 import torch
-from _common import QUIET, split_with_reference, timed_train
+from _common import QUIET, split_with_reference, timed_train, two_factor_held_out
 
 import scvi_diffusion
 from scvi_diffusion import ScDiffusion
@@ -132,14 +132,7 @@ def trajectory(model):
 
 
 def two_factor(quick: bool) -> list[dict]:
-    data = scvi_diffusion.data.pbmc68k_two_factor()
-    held = (data.obs["cell_type"] == HELD_OUT["cell_type"]) & (
-        data.obs["tissue"] == HELD_OUT["tissue"]
-    )
-    train, held_out = data[~held].copy(), data[held].copy()
-    control_b = train[
-        (train.obs["cell_type"] == HELD_OUT["cell_type"]) & (train.obs["tissue"] == "control")
-    ].copy()
+    data, held, train, held_out, control_b = two_factor_held_out(HELD_OUT)
     program = data.var_names[data.var["program_gene"].to_numpy()]
     true_lfc = mean_log_expression(held_out, program) - mean_log_expression(control_b, program)
     real_accuracy = {

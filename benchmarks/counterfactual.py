@@ -38,9 +38,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scvi
-from _common import QUIET, decoded, machine_line, timed_train
+from _common import QUIET, decoded, machine_line, timed_train, two_factor_held_out
 
-import scvi_diffusion
 from scvi_diffusion import ScDiffusion
 from scvi_diffusion.metrics import conditional_accuracy, counterfactual_scores
 
@@ -58,13 +57,7 @@ default), or drawn afresh from the decoder."""
 
 def two_factor_data():
     """Training cells, held-out stimulated B cells, control B source cells and their truths."""
-    data = scvi_diffusion.data.pbmc68k_two_factor()
-    b_cells = data.obs["cell_type"] == HELD_OUT["cell_type"]
-    held = b_cells & (data.obs["tissue"] == HELD_OUT["tissue"])
-    train, truth = data[~held].copy(), data[held].copy()
-    source = train[
-        train.obs["cell_type"].eq(HELD_OUT["cell_type"]) & train.obs["tissue"].eq("control")
-    ].copy()
+    data, _, train, truth, source = two_factor_held_out(HELD_OUT)
     program = data.var["program_gene"].to_numpy()
     expected = source.X.toarray()
     expected[:, program] *= data.uns["two_factor"]["factor"]

@@ -32,12 +32,19 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scvi
-from _common import QUIET, fidelity_dataset, machine_line, split_with_reference
+from _common import (
+    QUIET,
+    fidelity_dataset,
+    held_out_floor,
+    held_out_scores,
+    machine_line,
+    split_with_reference,
+    two_factor_held_out,
+)
 
-import scvi_diffusion
 from scvi_diffusion import ScDiffusion
 from scvi_diffusion.data._two_factor import PROGRAM_KEY
-from scvi_diffusion.metrics import conditional_accuracy, counterfactual_scores, evaluate
+from scvi_diffusion.metrics import conditional_accuracy, counterfactual_scores
 
 warnings.filterwarnings("ignore")
 
@@ -72,26 +79,16 @@ def trained_widths(adata, keys: dict, widths, seed: int):
 def fidelity_rows(name: str, widths, seed: int) -> list[dict]:
     adata, test_size = fidelity_dataset(name)
     train, test, reference = split_with_reference(adata, seed, test_size=test_size)
-    floor = evaluate(test, reference, condition_key="cell_type", random_state=seed, n_repeats=0)
     rows = [
         {"dataset": name, "seed": seed, "width": "floor"}
-        | {m: floor.loc["all", m]["synthetic"] for m in METRICS}
+        | held_out_floor(test, reference, seed, METRICS)
     ]
     for width, model, seconds in trained_widths(
         train, {"cell_type_key": "cell_type"}, widths, seed
     ):
-        scores = []
-        for generation_seed in (seed, seed + 100):
-            synthetic = model.generate(
-                conditions=test.obs[["cell_type"]], seed=generation_seed, progress_bar=False
-            )
-            frame = evaluate(
-                test, synthetic, condition_key="cell_type", random_state=seed, n_repeats=0
-            )
-            scores.append({m: frame.loc["all", m]["synthetic"] for m in METRICS})
         rows.append(
             {"dataset": name, "seed": seed, "width": width, "denoiser_s": seconds}
-            | pd.DataFrame(scores).mean().to_dict()
+            | held_out_scores(model, test, seed, METRICS)
         )
         print(rows[-1], flush=True)
     return rows
@@ -104,14 +101,7 @@ def _log_mean(adata) -> np.ndarray:
 
 
 def two_factor_rows(widths, seed: int) -> list[dict]:
-    adata = scvi_diffusion.data.pbmc68k_two_factor()
-    held = (adata.obs["cell_type"] == HELD_OUT["cell_type"]) & (
-        adata.obs["tissue"] == HELD_OUT["tissue"]
-    )
-    train, truth = adata[~held].copy(), adata[held].copy()
-    source = train[
-        (train.obs["cell_type"] == HELD_OUT["cell_type"]) & (train.obs["tissue"] == "control")
-    ].copy()
+    adata, _, train, truth, source = two_factor_held_out(HELD_OUT)
     program = adata.var[PROGRAM_KEY].to_numpy()
     keys = {"cell_type_key": "cell_type", "tissue_key": "tissue"}
     rows = []

@@ -21,11 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scvi
-from _common import fidelity_dataset, split_with_reference, timed_train
+from _common import (
+    fidelity_dataset,
+    held_out_floor,
+    held_out_scores,
+    split_with_reference,
+    timed_train,
+)
 
 from scvi_diffusion import ScDiffusion
 from scvi_diffusion._constants import LATENT_DEFAULTS
-from scvi_diffusion.metrics import evaluate
 from scvi_diffusion.module import _latent_modules
 from scvi_diffusion.train._latent_data import latent_step_budget, steps_per_pass
 
@@ -53,10 +58,9 @@ SETTINGS = {
 def run(name: str, seed: int, settings: dict) -> list[dict]:
     adata, test_size = fidelity_dataset(name)
     train, test, reference = split_with_reference(adata, seed, test_size=test_size)
-    floor = evaluate(test, reference, condition_key="cell_type", random_state=seed, n_repeats=0)
     rows = [
         {"dataset": name, "seed": seed, "setting": "floor (real train vs test)"}
-        | {m: floor.loc["all", m]["synthetic"] for m in METRICS}
+        | held_out_floor(test, reference, seed, METRICS)
     ]
     scvi.settings.seed = seed
     ScDiffusion.setup_anndata(train, cell_type_key="cell_type")
@@ -100,15 +104,6 @@ def run(name: str, seed: int, settings: dict) -> list[dict]:
     for setting, (diffusion, classifier) in settings.items():
         model.module.diffusion.denoiser.load_state_dict(trained[("diffusion", diffusion)])
         model.module.guidance.load_state_dict(trained[("classifier", classifier)])
-        scores = []
-        for generation_seed in (seed, seed + 100):
-            synthetic = model.generate(
-                conditions=test.obs[["cell_type"]], seed=generation_seed, progress_bar=False
-            )
-            frame = evaluate(
-                test, synthetic, condition_key="cell_type", random_state=seed, n_repeats=0
-            )
-            scores.append({m: frame.loc["all", m]["synthetic"] for m in METRICS})
         row = {
             "dataset": name,
             "seed": seed,
@@ -116,7 +111,7 @@ def run(name: str, seed: int, settings: dict) -> list[dict]:
             "diffusion_s": seconds[("diffusion", diffusion)],
             "classifier_s": seconds[("classifier", classifier)],
         }
-        rows.append(row | pd.DataFrame(scores).mean().to_dict())
+        rows.append(row | held_out_scores(model, test, seed, METRICS))
         print(rows[-1], flush=True)
     return rows
 

@@ -29,6 +29,11 @@ if torch.get_num_threads() != 1:
 SHARED_MODELS = ("trained_model", "two_factor_model")
 
 
+def _module_of(nodeid: str) -> str:
+    """The test module (its path from the repository root) of a node id."""
+    return nodeid.split("::", 1)[0]
+
+
 def _modules_of_shared_models() -> set[str]:
     """The test modules (paths from the repository root, as in node ids) that name a shared
     model: xdist's controller schedules by node id, before any test is collected."""
@@ -49,7 +54,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class ModulesAndSharedModels(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
+            module = _module_of(nodeid)
             return "shared models" if module in shared else module
 
     return ModulesAndSharedModels(config, log)
@@ -60,11 +65,11 @@ def pytest_collection_modifyitems(config, items):
     order, so that ``pytest -n`` hands out the long modules before the short ones that fill
     the processes' last minutes (longest first balances the processes)."""
     slow = {
-        item.nodeid.split("::", 1)[0]
+        _module_of(item.nodeid)
         for item in items
         if "integration" in item.keywords or "distributed" in item.keywords
     }
-    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in slow)
+    items.sort(key=lambda item: _module_of(item.nodeid) not in slow)
 
 
 # the shared data (../shared beside the repository, as in CI)

@@ -15,6 +15,7 @@ from .._constants import (
 )
 from .._validation import check_number, one_of, positive_int
 from .._warnings import warn_user
+from ..module._networks import default_hidden_dims
 from ._from_scvi import check_autoencoder_kwargs
 from ._likelihood import choose_gene_likelihood
 
@@ -75,10 +76,9 @@ class Architecture:
     @property
     def denoiser_hidden_dims(self) -> tuple[int, int, int] | None:
         """The denoiser's level widths: the given width, then half and a quarter of it."""
-        width, n_latent = self.denoiser_width, self.n_latent
-        if width is None:
+        if self.denoiser_width is None:
             return None
-        return (width, max(width // 2, n_latent), max(width // 4, n_latent))
+        return default_hidden_dims(self.n_latent, self.denoiser_width)
 
     def module_kwargs(
         self,
