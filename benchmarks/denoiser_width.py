@@ -76,18 +76,18 @@ def trained_widths(adata, keys: dict, widths, seed: int):
         yield width, model, time.perf_counter() - started
 
 
-def fidelity_rows(name: str, widths, seed: int) -> list[dict]:
+def fidelity_rows(name: str, variants, seed: int, column: str = "width") -> list[dict]:
+    """Held-out fidelity of each model ``variants(adata, keys, seed)`` yields, as
+    ``(label, model, denoiser seconds)``; the label goes to ``column``."""
     adata, test_size = fidelity_dataset(name)
     train, test, reference = split_with_reference(adata, seed, test_size=test_size)
     rows = [
-        {"dataset": name, "seed": seed, "width": "floor"}
+        {"dataset": name, "seed": seed, column: "floor"}
         | held_out_floor(test, reference, seed, METRICS)
     ]
-    for width, model, seconds in trained_widths(
-        train, {"cell_type_key": "cell_type"}, widths, seed
-    ):
+    for label, model, seconds in variants(train, {"cell_type_key": "cell_type"}, seed):
         rows.append(
-            {"dataset": name, "seed": seed, "width": width, "denoiser_s": seconds}
+            {"dataset": name, "seed": seed, column: label, "denoiser_s": seconds}
             | held_out_scores(model, test, seed, METRICS)
         )
         print(rows[-1], flush=True)
@@ -100,17 +100,19 @@ def _log_mean(adata) -> np.ndarray:
     return np.log1p(normalised).mean(0)
 
 
-def two_factor_rows(widths, seed: int) -> list[dict]:
+def two_factor_rows(variants, seed: int, column: str = "width") -> list[dict]:
+    """Counterfactuals and new cells of the held-out combination, of each model ``variants``
+    yields (see :func:`fidelity_rows`)."""
     adata, _, train, truth, source = two_factor_held_out(HELD_OUT)
     program = adata.var[PROGRAM_KEY].to_numpy()
     keys = {"cell_type_key": "cell_type", "tissue_key": "tissue"}
     rows = []
-    for width, model, seconds in trained_widths(train, keys, widths, seed):
+    for label, model, seconds in variants(train, keys, seed):
         cf = model.generate(
             source=source, tissue=HELD_OUT["tissue"], seed=seed, progress_bar=False
         )
         new = model.generate(n=truth.n_obs, **HELD_OUT, seed=seed, progress_bar=False)
-        row = {"dataset": "two_factor", "seed": seed, "width": width, "denoiser_s": seconds}
+        row = {"dataset": "two_factor", "seed": seed, column: label, "denoiser_s": seconds}
         for label, cells in (("cf", cf), ("new", new)):
             requested = ad.AnnData(
                 cells.X, obs=pd.DataFrame(HELD_OUT, index=cells.obs_names), var=cells.var
@@ -128,14 +130,15 @@ def two_factor_rows(widths, seed: int) -> list[dict]:
     return rows
 
 
-def report(runs: pd.DataFrame) -> str:
-    lines = [f"# The denoiser's width\n\n{machine_line()}\n"]
+def report(runs: pd.DataFrame, title: str = "The denoiser's width", column: str = "width") -> str:
+    """Mean ± sd over seeds of every measure, per dataset and ``column``."""
+    lines = [f"# {title}\n\n{machine_line()}\n"]
     for dataset, group in runs.groupby("dataset", sort=False):
-        columns = [c for c in group.columns if c not in ("dataset", "seed", "width")]
+        columns = [c for c in group.columns if c not in ("dataset", "seed", column)]
         columns = [c for c in columns if group[c].notna().any()]
-        lines += [f"## {dataset}\n", "| width | " + " | ".join(columns) + " |"]
+        lines += [f"## {dataset}\n", f"| {column} | " + " | ".join(columns) + " |"]
         lines.append("|---" * (len(columns) + 1) + "|")
-        for width, rows in group.groupby("width", sort=False):
+        for label, rows in group.groupby(column, sort=False):
             cells = [
                 ""
                 if rows[c].isna().all()
@@ -144,7 +147,7 @@ def report(runs: pd.DataFrame) -> str:
                 else f"{rows[c].mean():.3f}"
                 for c in columns
             ]
-            lines.append(f"| {width} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -157,13 +160,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+
+    def variants(adata, keys, seed):
+        return trained_widths(adata, keys, args.widths, seed)
+
     rows = []
     for dataset in args.datasets:
         for seed in args.seeds:
             if dataset == "two_factor":
-                rows += two_factor_rows(args.widths, seed)
+                rows += two_factor_rows(variants, seed)
             else:
-                rows += fidelity_rows(dataset, args.widths, seed)
+                rows += fidelity_rows(dataset, variants, seed)
             runs = pd.DataFrame(rows)
             runs.to_csv(args.out / "denoiser_width_runs.csv", index=False)
     (args.out / "denoiser_width.md").write_text(report(runs) + "\n")

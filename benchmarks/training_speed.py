@@ -108,15 +108,18 @@ def part_train(repeats: int) -> list[dict]:
     return rows
 
 
-def _bare_steps_per_second(module, latents, n_steps: int, batch_size: int = 256) -> float:
+def _bare_steps_per_second(
+    module, tensors: dict[str, torch.Tensor], n_steps: int, batch_size: int = 256
+) -> float:
     module = copy.deepcopy(module).train()
+    n_cells = len(tensors[REGISTRY_KEYS.X_KEY])
     optimizer = torch.optim.Adam(
         module.parameters(), lr=1e-3, eps=1e-8, weight_decay=1e-6, fused=True
     )
     started = time.perf_counter()
     for _ in range(n_steps):
-        rows = torch.randint(0, latents.shape[0], (batch_size,))
-        _, _, loss_output = module({REGISTRY_KEYS.X_KEY: latents[rows]})
+        rows = torch.randint(0, n_cells, (batch_size,))
+        _, _, loss_output = module({key: value[rows] for key, value in tensors.items()})
         optimizer.zero_grad()
         loss_output.loss.backward()
         optimizer.step()
@@ -136,14 +139,17 @@ class _StepClock(Callback):
 
 def part_throughput(repeats: int, n_steps: int) -> list[dict]:
     model, _ = _scdiffusion(max_epochs=2)
-    latents = torch.as_tensor(model._latent_training_data(False).adata.X)
+    # the latents and their conditions, as the stage's loader serves them
+    manager = model._latent_training_data(False)
+    cells = manager.create_torch_dataset()[list(range(manager.adata.n_obs))]
+    tensors = {key: torch.as_tensor(value) for key, value in cells.items()}
     rows = []
     for repeat in range(repeats):
         clock = _StepClock()
         whole = n_steps / timed_train(
             model, stages=["diffusion"], diffusion_steps=n_steps, callbacks=[clock], **QUIET
         )
-        bare = _bare_steps_per_second(model.module.diffusion, latents, n_steps)
+        bare = _bare_steps_per_second(model.module.diffusion, tensors, n_steps)
         for run, value in (
             ("diffusion stage, its steps", clock.steps_per_s),
             ("diffusion stage, whole train() call", whole),

@@ -43,12 +43,22 @@ STAGES = ("vae", "diffusion", "classifier")
 STAGE_MODULES = {"vae": "autoencoder", "diffusion": "diffusion", "classifier": "guidance"}
 """Attribute of ``ScDiffusionModule`` that each stage trains."""
 DEFAULT_EMA_DECAY = 0.999
-# optimiser steps of the latent stages, and the passes over the cells that cap them on tiny data
-LATENT_DEFAULTS = {"diffusion": (4_000, 10_000), "classifier": (3_000, 500)}
+# each latent stage's default budget: (most steps, cells drawn, passes over the cells that cap it
+# on tiny data); its steps are the cells drawn in minibatches of its size, at most the most steps.
+# The denoiser draws the cells of 4,000 minibatches of 256 (benchmarks/step_budget.py) in 2,000
+# of 512 by default, and up to 4,000 smaller ones where fewer cells fill a minibatch
+LATENT_DEFAULTS = {
+    "diffusion": (4_000, 4_000 * 256, 10_000),
+    "classifier": (3_000, 3_000 * 256, 500),
+}
 # the denoiser's optimiser: Adam's usual epsilon (as in diffusion models generally) instead of
 # scvi-tools' 0.01, which for the small gradients of the noise-prediction loss damps every
-# update; with it 4,000 steps are as faithful as 12,000 were (benchmarks/step_budget.py)
-LATENT_PLAN_DEFAULTS = {"diffusion": {"lr": 1e-3, "eps": 1e-8}, "classifier": {"lr": 1e-3}}
+# update; with it 4,000 steps are as faithful as 12,000 were (benchmarks/step_budget.py). Its
+# learning rate, 1e-3 for minibatches of 256, is 1.5e-3 for the default 512 (about sqrt(2)
+# times, the usual square-root scaling of Adam's rate with the minibatch): nearer the held-out
+# fidelity of 4,000 steps of 256 than 1e-3
+# (benchmarks/denoiser_batch.py)
+LATENT_PLAN_DEFAULTS = {"diffusion": {"lr": 1.5e-3, "eps": 1e-8}, "classifier": {"lr": 1e-3}}
 MEMBERSHIP_TIMESTEP_SHARES = (0.05, 0.1, 0.15)
 """Timesteps (shares of T) of the membership scores' denoising loss: where a denoiser that
 fits its training latents predicts their noise best, and new cells' worst."""
@@ -58,8 +68,12 @@ AUDIT_LIMITS = {"closest_record_share": 0.05, "memorized_fraction": 0.01, "membe
 """The audit's limits: above the share of synthetic cells nearer a training cell that no
 copying gives, above the holdout cells' own memorised fraction, and on the membership
 attacks' ROC-AUC."""
-LATENT_BATCH_SIZE = 256
-"""Minibatch size of the latent stages, and of guidance classifiers trained on demand."""
+# a denoiser step on 512 cells costs 1.7x one on 256 (most of a step of the small network is
+# per-operation work), so the same cells drawn in half the steps train in about 30% less time
+# for the same held-out fidelity and combinations (docs/benchmarks.md, "Training speed")
+LATENT_BATCH_SIZES = {"diffusion": 512, "classifier": 256}
+"""Default minibatch sizes of the latent stages; the classifiers' is also that of guidance
+classifiers trained on demand."""
 ENCODING_VALUES_PER_BATCH = 2**23
 """Counts densified at once when cells are encoded (about 8M values)."""
 

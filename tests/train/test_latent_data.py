@@ -3,14 +3,23 @@
 import pytest
 import torch
 
-from scvi_diffusion._constants import LATENT_DEFAULTS
+from scvi_diffusion._constants import LATENT_BATCH_SIZES
 from scvi_diffusion.train._latent_data import (
     LOSS_CURVE_POINTS,
     ShuffledPassesSampler,
     StepBudget,
     latent_step_budget,
+    stage_step_budget,
     steps_per_pass,
 )
+
+
+def default_steps(n_cells: int, n_processes: int = 1, batch_sizes=LATENT_BATCH_SIZES):
+    """The denoiser's and the classifiers' default steps on ``n_cells``."""
+    return tuple(
+        stage_step_budget(stage, None, None, n_cells, batch_sizes[stage], n_processes).steps
+        for stage in ("diffusion", "classifier")
+    )
 
 
 def test_a_pass_has_fewer_steps_with_more_processes():
@@ -21,17 +30,24 @@ def test_a_pass_has_fewer_steps_with_more_processes():
 
 @pytest.mark.parametrize("n_processes", [1, 2, 4])
 def test_default_budgets_are_steps_whatever_the_processes(n_processes):
-    per_pass = steps_per_pass(10_000, 256, n_processes)
-    diffusion = latent_step_budget(None, None, per_pass, None, *LATENT_DEFAULTS["diffusion"])
-    classifier = latent_step_budget(None, None, per_pass, None, *LATENT_DEFAULTS["classifier"])
-    assert (diffusion.steps, classifier.steps) == (4_000, 3_000)
+    assert default_steps(10_000, n_processes) == (2_000, 3_000)
+
+
+def test_default_budgets_draw_the_same_cells_in_smaller_minibatches():
+    # the denoiser draws 4,000 x 256 cells: in 2,000 minibatches of 512, in 4,000 of 256
+    assert default_steps(10_000, batch_sizes={"diffusion": 256, "classifier": 256}) == (
+        4_000,
+        3_000,
+    )
+    # 400 cells fill a minibatch of 400: 2,560 steps draw as many
+    assert default_steps(400)[0] == 2_560
+    # at most 4,000 steps, however few the cells
+    assert default_steps(100)[0] == 4_000
 
 
 def test_tiny_data_caps_the_passes():
     # 100 cells: one step per pass; the classifiers see them at most 500 times
-    diffusion = latent_step_budget(None, None, 1, None, *LATENT_DEFAULTS["diffusion"])
-    classifier = latent_step_budget(None, None, 1, None, *LATENT_DEFAULTS["classifier"])
-    assert (diffusion.steps, classifier.steps) == (4_000, 500)
+    assert default_steps(100) == (4_000, 500)
 
 
 def test_epochs_are_passes_over_the_cells():

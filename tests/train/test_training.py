@@ -36,8 +36,8 @@ def test_denoiser_keeps_the_warmed_up_weight_average(pbmc):
     quiet_train(model, max_epochs=2, ema_decay=0.5, callbacks=callbacks)
     assert callbacks == [recorder]  # the user's list is not extended by scvi-tools' callbacks
 
-    # 700 cells in minibatches of 256: 3 steps per epoch
-    assert len(recorder.steps) == 6
+    # 700 cells in the denoiser's minibatches of 512: 2 steps per epoch
+    assert len(recorder.steps) == 4
     expected = copy.deepcopy(recorder.steps[0])
     for n_averaged, weights in enumerate(recorder.steps[1:], start=1):
         rate = min(0.5, (1 + n_averaged) / (10 + n_averaged))
@@ -101,8 +101,9 @@ def test_latent_stages_run_their_step_budget(pbmc):
         "LatentDiffusionModule": 7,
         "ConditionClassifiersModule": 5,
     }
-    # an epoch of a latent stage is at least one pass over the cells (3 minibatches of 256)
-    assert len(model.history["diffusion_train_loss"]) == 3
+    # an epoch of a latent stage is at least one pass over the cells (the denoiser's: 2
+    # minibatches of 512; the classifiers': 3 of 256)
+    assert len(model.history["diffusion_train_loss"]) == 4
     assert len(model.history["classifier_train_loss"]) == 2
 
 
@@ -111,7 +112,8 @@ def test_latent_epochs_are_passes_over_the_cells(pbmc):
     model = ScDiffusion(pbmc, n_latent=4, guidance="classifier")
     counter = StepCounter()
     quiet_train(model, vae_epochs=1, diffusion_epochs=2, classifier_epochs=1, callbacks=[counter])
-    assert counter.steps["LatentDiffusionModule"] == 6
+    # 700 cells: a pass is 2 of the denoiser's minibatches of 512, 3 of the classifiers' 256
+    assert counter.steps["LatentDiffusionModule"] == 4
     assert counter.steps["ConditionClassifiersModule"] == 3
 
 
@@ -178,7 +180,7 @@ def test_training_shows_one_progress_bar_per_stage_and_nothing_else(printed_by_t
         "Training classifier",
     ], printed
     assert "2/2 [" in lines[0] and "epoch" in lines[0]
-    assert "6/6 [" in lines[1] and "step" in lines[1]
+    assert "4/4 [" in lines[1] and "step" in lines[1]
     assert "train_loss=" in lines[1]
     for noise in ("GPU available", "TPU", "Tip", "Trainer.fit", "INFO", "Warning", "v_num"):
         assert noise not in printed

@@ -15,8 +15,7 @@ from scvi import REGISTRY_KEYS
 
 from .._constants import (
     ENCODING_VALUES_PER_BATCH,
-    LATENT_BATCH_SIZE,
-    LATENT_DEFAULTS,
+    LATENT_BATCH_SIZES,
     LATENT_PLAN_DEFAULTS,
     condition_registry_key,
     value_spread_key,
@@ -26,7 +25,7 @@ from .._validation import row_sums
 from ..conditions import numeric_values, vicinal_spreads
 from ..generation import TrainingCombinations
 from ..module import ConditionClassifiersModule
-from ..train._latent_data import latent_step_budget, register_latents, steps_per_pass
+from ..train._latent_data import register_latents, stage_step_budget
 from ..train._stages import ModuleHost
 
 logger = logging.getLogger("scvi").getChild("diffusion")
@@ -174,19 +173,14 @@ class TrainingCellsMixin:
         keep = np.flatnonzero(~pd.isna(labels))
         standardized = self._standardized_latents(indices=keep).cpu().numpy()
         obs = pd.DataFrame({key: labels[keep]}, index=self.adata.obs_names[keep])
-        budget = latent_step_budget(
-            None,
-            None,
-            steps_per_pass(len(keep), LATENT_BATCH_SIZE),
-            None,
-            *LATENT_DEFAULTS["classifier"],
-        )
+        batch_size = LATENT_BATCH_SIZES["classifier"]
+        budget = stage_step_budget("classifier", None, None, len(keep), batch_size)
         stage_history = self._run_latent_stage(
             f"classifier_{key}",
             module,
             register_latents(standardized, obs),
             budget,
-            LATENT_BATCH_SIZE,
+            batch_size,
             LATENT_PLAN_DEFAULTS["classifier"],
             {},
             # the runner moves, and marks trained, the model it is given: here the classifier

@@ -73,7 +73,7 @@ class StagedTrainingMixin:
         train_size: float = 1.0,
         validation_size: float | None = None,
         batch_size: int = 128,
-        latent_batch_size: int = 256,
+        latent_batch_size: int | None = None,
         ema_decay: float | None = DEFAULT_EMA_DECAY,
         progress_bar: bool = True,
         vae_plan_kwargs: dict | None = None,
@@ -107,8 +107,9 @@ class StagedTrainingMixin:
             its steps grow with the cells), then ``400 * 20,000 / n_cells`` (about 62,500
             minibatches of 128 whatever the size).
         diffusion_steps
-            Optimiser steps of the denoiser. Default: 4,000, whatever the number of cells (at
-            most 10,000 passes over tiny data).
+            Optimiser steps of the denoiser. Default: 2,000 minibatches of 512 cells, whatever
+            the number of cells; where fewer cells fill a minibatch (small data, or a smaller
+            ``latent_batch_size``), as many steps as draw the same cells, at most 4,000.
         classifier_steps
             Optimiser steps of the guidance classifiers (``guidance="classifier"`` only).
             Default: 3,000 (at most 500 passes over the cells, so that the classifiers of a
@@ -127,7 +128,8 @@ class StagedTrainingMixin:
         batch_size
             Minibatch size of the VAE stage.
         latent_batch_size
-            Minibatch size of the latent stages.
+            Minibatch size of the latent stages. Default: 512 cells for the denoiser, 256 for
+            the guidance classifiers.
         ema_decay
             Decay of the exponential moving average of the denoiser's weights; the averaged
             weights are the ones kept, as is usual for diffusion models. ``None`` keeps the
@@ -243,7 +245,7 @@ class StagedTrainingMixin:
                         getattr(self.module, STAGE_MODULES[stage]),
                         latent_manager,
                         settings.latent_budgets[stage],
-                        settings.latent_batch_size,
+                        settings.latent_batch_sizes[stage],
                         settings.plan_kwargs[stage],
                         settings.split_kwargs,
                         callbacks=settings.callbacks[stage],

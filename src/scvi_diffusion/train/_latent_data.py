@@ -24,7 +24,11 @@ from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField
 from scvi.dataloaders import DeviceBackedDataSplitter
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .._constants import condition_registry_key, continuous_registry_key
+from .._constants import (
+    LATENT_DEFAULTS,
+    condition_registry_key,
+    continuous_registry_key,
+)
 
 LOSS_CURVE_POINTS = 50
 """Lightning epochs a latent stage is cut into: the points of its loss curve in ``history``."""
@@ -224,6 +228,27 @@ def latent_step_budget(
     if max_epochs is not None:
         steps = min(steps, max_epochs * per_pass)
     return StepBudget.for_steps(steps, per_pass)
+
+
+def stage_step_budget(
+    stage: str,
+    steps: int | None,
+    epochs: int | None,
+    n_cells: int,
+    batch_size: int,
+    n_processes: int = 1,
+    max_epochs: int | None = None,
+) -> StepBudget:
+    """The budget of the latent stage ``stage`` (``"diffusion"`` or ``"classifier"``) on
+    ``n_cells`` training cells in minibatches of ``batch_size``: its given ``steps`` or
+    ``epochs``, or its default (:data:`~scvi_diffusion._constants.LATENT_DEFAULTS`): the cells
+    it draws by default, in minibatches of ``batch_size`` (fewer where fewer cells fill one), at
+    most its most steps and its cap of passes."""
+    most_steps, cells_drawn, pass_cap = LATENT_DEFAULTS[stage]
+    cells_per_step = min(batch_size, n_cells)
+    default_steps = min(most_steps, math.ceil(cells_drawn / cells_per_step))
+    per_pass = steps_per_pass(n_cells, batch_size, n_processes)
+    return latent_step_budget(steps, epochs, per_pass, max_epochs, default_steps, pass_cap)
 
 
 def register_latents(latents: np.ndarray, obs: pd.DataFrame) -> AnnDataManager:

@@ -22,7 +22,7 @@ class StageSettings:
     vae_epochs: int
     latent_budgets: dict[str, StepBudget]
     batch_size: int
-    latent_batch_size: int
+    latent_batch_sizes: dict[str, int]
     n_processes: int
     split_kwargs: dict
     plan_kwargs: dict[str, dict]
@@ -112,10 +112,13 @@ def checked_budgets(
     return max_epochs, vae_epochs, given
 
 
-def checked_batches(batch_size, latent_batch_size, ema_decay) -> tuple[int, int, float | None]:
-    """``train()``'s minibatch sizes and weight-average decay, checked."""
+def checked_batches(
+    batch_size, latent_batch_size, ema_decay
+) -> tuple[int, int | None, float | None]:
+    """``train()``'s minibatch sizes and weight-average decay, checked (a ``latent_batch_size``
+    of None: each latent stage's default)."""
     batch_size = positive_int("batch_size", batch_size, allow_none=False)
-    latent_batch_size = positive_int("latent_batch_size", latent_batch_size, allow_none=False)
+    latent_batch_size = positive_int("latent_batch_size", latent_batch_size)
     if ema_decay is not None:
         ema_decay = check_number("ema_decay", ema_decay, 0.0, 1.0)
     return batch_size, latent_batch_size, ema_decay
