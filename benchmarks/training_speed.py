@@ -109,12 +109,12 @@ def part_train(repeats: int) -> list[dict]:
 
 
 def _bare_steps_per_second(
-    module, tensors: dict[str, torch.Tensor], n_steps: int, batch_size: int = 256
+    module, tensors: dict[str, torch.Tensor], n_steps: int, batch_size: int = 512
 ) -> float:
     module = copy.deepcopy(module).train()
     n_cells = len(tensors[REGISTRY_KEYS.X_KEY])
     optimizer = torch.optim.Adam(
-        module.parameters(), lr=1e-3, eps=1e-8, weight_decay=1e-6, fused=True
+        module.parameters(), lr=1.5e-3, eps=1e-8, weight_decay=1e-6, fused=True
     )
     started = time.perf_counter()
     for _ in range(n_steps):
