@@ -15,10 +15,11 @@ from scvi_diffusion.metrics import (
 from ..conftest import UNSEEN
 
 # generated cells of the unseen combination vs the held-out real ones, per condition; over
-# five training seeds new cells 0.66-1.00 (cell type) and 1.36-1.37 (tissue), counterfactuals
-# 0.81-1.06 and 0.88-1.37 (docs/benchmarks.md, "Test bounds"). Composing the conditions
-# without the analogy had tissue at about 0.4; keeping the cell type is issue 41's work.
-MIN_RELATIVE_ACCURACY = {"cell_type": 0.6, "tissue": 0.75}
+# five training seeds new cells 0.58-0.96 (cell type) and 1.36-1.37 (tissue) with the denoiser's
+# minibatches of 512 (0.66-1.00 with 256) (docs/benchmarks.md, "Test bounds"). Composing the
+# conditions without the analogy had tissue at about 0.4; keeping the cell type is issue 41's
+# work.
+MIN_RELATIVE_ACCURACY = {"cell_type": 0.5, "tissue": 0.75}
 
 
 @pytest.mark.integration
@@ -33,9 +34,9 @@ def test_held_out_fidelity_meets_the_targets(trained_model, pbmc_split, figures)
     figures["accuracy_ratio"] = ours["conditional_accuracy"] / floor["conditional_accuracy"]
     figures["mean_spearman"], figures["mmd"] = ours["mean_spearman"], ours["mmd"]
     # bounds from five training seeds (docs/benchmarks.md, "Test bounds"): k-NN AUC off the
-    # floor 0.006-0.068
+    # floor 0.022-0.043, accuracy 0.90-1.04 of the floor's
     assert abs(ours["knn_auc"] - floor["knn_auc"]) <= 0.1, overall
-    assert ours["conditional_accuracy"] >= 0.9 * floor["conditional_accuracy"], overall
+    assert ours["conditional_accuracy"] >= 0.85 * floor["conditional_accuracy"], overall
     assert ours["mean_spearman"] >= 0.95, overall
     # real training cells score about 0; a negative binomial decoder scored 0.007 here
     assert ours["mmd"] <= 0.004, overall

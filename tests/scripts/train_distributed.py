@@ -38,6 +38,9 @@ class PoisonDenoiserOnRankZero(Callback):
                     parameter.fill_(float("nan"))
 
 
+LATENT_BATCH_SIZE = 256
+
+
 def main(
     out: Path,
     n_devices: int,
@@ -56,6 +59,9 @@ def main(
             vae_epochs=vae_epochs,
             diffusion_epochs=diffusion_epochs,
             classifier_epochs=classifier_epochs,
+            # the test's single process takes half the passes for as many steps: true of 490
+            # cells in minibatches of 256 (2 per pass, 1 for two processes), not of 512
+            latent_batch_size=LATENT_BATCH_SIZE,
             accelerator="cpu",
             devices=n_devices,
             # scVI leaves some parameters unused (e.g. the library-size encoder)

@@ -77,7 +77,12 @@ def test_distributed_model_generates_as_well_as_a_single_process_one(distributed
     distributed = ScDiffusion.load(str(distributed_run / "model"), adata=adata)
     scvi.settings.seed = 0
     single = ScDiffusion(adata)
-    single.train(**SINGLE_PROCESS_BUDGET, enable_progress_bar=False, enable_model_summary=False)
+    single.train(
+        **SINGLE_PROCESS_BUDGET,
+        latent_batch_size=256,  # as the script's (tests/scripts/train_distributed.py)
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     ddp, one = _scores(distributed, test), _scores(single, test)
     print(f"DDP:\n{ddp}\nsingle process:\n{one}")
     assert ddp["knn_auc"] <= one["knn_auc"] + 0.05
