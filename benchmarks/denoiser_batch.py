@@ -15,16 +15,10 @@ Writes ``denoiser_batch_runs.csv`` and ``denoiser_batch.md`` to ``--out``.
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 from pathlib import Path
 
-import pandas as pd
-import scvi
-from _common import QUIET
-from denoiser_width import fidelity_rows, report, two_factor_rows, with_width
-
-from scvi_diffusion import ScDiffusion
+from denoiser_width import run
 
 warnings.filterwarnings("ignore")
 
@@ -43,22 +37,6 @@ SETTINGS = {
     },
     "512x2500": {"latent_batch_size": 512, "diffusion_steps": 2500},
 }
-COLUMN = "setting"
-
-
-def trained_settings(adata, keys: dict, settings, seed: int):
-    """One model per setting on ``adata`` (conditions ``keys``), sharing one trained VAE; the
-    seconds of each denoiser stage."""
-    scvi.settings.seed = seed
-    ScDiffusion.setup_anndata(adata, **keys)
-    base = ScDiffusion(adata)
-    base.train(stages=["vae"], **QUIET)
-    for name in settings:
-        scvi.settings.seed = seed
-        model = with_width(base, None)
-        started = time.perf_counter()
-        model.train(stages=["diffusion"], **SETTINGS[name], **QUIET)
-        yield name, model, time.perf_counter() - started
 
 
 def main() -> None:
@@ -68,23 +46,10 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["pbmc68k", "pbmc3k", "two_factor"])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    def variants(adata, keys, seed):
-        return trained_settings(adata, keys, args.settings, seed)
-
-    rows = []
-    for dataset in args.datasets:
-        for seed in args.seeds:
-            if dataset == "two_factor":
-                rows += two_factor_rows(variants, seed, COLUMN)
-            else:
-                rows += fidelity_rows(dataset, variants, seed, COLUMN)
-            runs = pd.DataFrame(rows)
-            runs.to_csv(args.out / "denoiser_batch_runs.csv", index=False)
-    text = report(runs, "The denoiser's minibatch and steps", COLUMN)
-    (args.out / "denoiser_batch.md").write_text(text + "\n")
-    print(text)
+    # the default width; each setting's minibatch, steps and learning rate
+    settings = {name: (None, SETTINGS[name]) for name in args.settings}
+    title = "The denoiser's minibatch and steps"
+    run(settings, args.datasets, args.seeds, args.out, "denoiser_batch", title, "setting")
 
 
 if __name__ == "__main__":

@@ -61,19 +61,20 @@ def with_width(base: ScDiffusion, width: int | None) -> ScDiffusion:
     return model
 
 
-def trained_widths(adata, keys: dict, widths, seed: int):
-    """One model per width on ``adata`` (conditions ``keys``), sharing one trained VAE; the
-    seconds of each denoiser stage."""
+def trained_on_one_vae(adata, keys: dict, seed: int, settings: dict):
+    """One model per setting on ``adata`` (conditions ``keys``), sharing one trained VAE; the
+    seconds of each denoiser stage. ``settings`` maps a label to the denoiser's width (None:
+    the default) and further ``train()`` keyword arguments of its stage."""
     scvi.settings.seed = seed
     ScDiffusion.setup_anndata(adata, **keys)
     base = ScDiffusion(adata)
     base.train(stages=["vae"], **QUIET)
-    for width in widths:
+    for label, (width, train_kwargs) in settings.items():
         scvi.settings.seed = seed
-        model = with_width(base, None if width == 256 else width)
+        model = with_width(base, width)
         started = time.perf_counter()
-        model.train(stages=["diffusion"], **QUIET)
-        yield width, model, time.perf_counter() - started
+        model.train(stages=["diffusion"], **train_kwargs, **QUIET)
+        yield label, model, time.perf_counter() - started
 
 
 def fidelity_rows(name: str, variants, seed: int, column: str = "width") -> list[dict]:
@@ -152,6 +153,27 @@ def report(runs: pd.DataFrame, title: str = "The denoiser's width", column: str 
     return "\n".join(lines)
 
 
+def run(settings: dict, datasets, seeds, out: Path, name: str, title: str, column: str) -> None:
+    """Every setting (see :func:`trained_on_one_vae`) on every dataset and seed; writes
+    ``{name}_runs.csv`` (after each seed) and ``{name}.md`` to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+
+    def variants(adata, keys, seed):
+        return trained_on_one_vae(adata, keys, seed, settings)
+
+    rows = []
+    for dataset in datasets:
+        for seed in seeds:
+            if dataset == "two_factor":
+                rows += two_factor_rows(variants, seed, column)
+            else:
+                rows += fidelity_rows(dataset, variants, seed, column)
+            pd.DataFrame(rows).to_csv(out / f"{name}_runs.csv", index=False)
+    text = report(pd.DataFrame(rows), title, column)
+    (out / f"{name}.md").write_text(text + "\n")
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", type=int, nargs="+", default=[256, 160, 128])
@@ -159,22 +181,16 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["pbmc68k", "pbmc3k", "two_factor"])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    def variants(adata, keys, seed):
-        return trained_widths(adata, keys, args.widths, seed)
-
-    rows = []
-    for dataset in args.datasets:
-        for seed in args.seeds:
-            if dataset == "two_factor":
-                rows += two_factor_rows(variants, seed)
-            else:
-                rows += fidelity_rows(dataset, variants, seed)
-            runs = pd.DataFrame(rows)
-            runs.to_csv(args.out / "denoiser_width_runs.csv", index=False)
-    (args.out / "denoiser_width.md").write_text(report(runs) + "\n")
-    print(report(runs))
+    settings = {width: (width, {}) for width in args.widths}
+    run(
+        settings,
+        args.datasets,
+        args.seeds,
+        args.out,
+        "denoiser_width",
+        "The denoiser's width",
+        "width",
+    )
 
 
 if __name__ == "__main__":

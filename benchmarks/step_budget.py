@@ -30,9 +30,8 @@ from _common import (
 )
 
 from scvi_diffusion import ScDiffusion
-from scvi_diffusion._constants import LATENT_DEFAULTS
 from scvi_diffusion.module import _latent_modules
-from scvi_diffusion.train._latent_data import latent_step_budget, steps_per_pass
+from scvi_diffusion.train._latent_data import stage_step_budget
 
 warnings.filterwarnings("ignore")
 
@@ -73,9 +72,7 @@ def run(name: str, seed: int, settings: dict) -> list[dict]:
     # each denoiser and classifier configuration is trained once per split, from the same
     # initial weights (the latent standardisation, a buffer of the diffusion, is kept)
     trained, seconds = {}, {}
-    default_classifier_steps = latent_step_budget(
-        None, None, steps_per_pass(train.n_obs, 256), None, *LATENT_DEFAULTS["classifier"]
-    ).steps
+    default_classifier_steps = stage_step_budget("classifier", None, None, train.n_obs, 256).steps
     for setting in settings.values():
         for stage, config in zip(("classifier", "diffusion"), setting[::-1], strict=True):
             if (stage, config) in trained:

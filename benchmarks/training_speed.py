@@ -77,6 +77,7 @@ from scvi import REGISTRY_KEYS  # noqa: E402
 
 import scvi_diffusion  # noqa: E402
 from scvi_diffusion import ScDiffusion  # noqa: E402
+from scvi_diffusion._constants import LATENT_BATCH_SIZES, LATENT_PLAN_DEFAULTS  # noqa: E402
 
 
 def _scdiffusion(max_epochs: int | None = None) -> tuple[ScDiffusion, float]:
@@ -109,12 +110,16 @@ def part_train(repeats: int) -> list[dict]:
 
 
 def _bare_steps_per_second(
-    module, tensors: dict[str, torch.Tensor], n_steps: int, batch_size: int = 512
+    module,
+    tensors: dict[str, torch.Tensor],
+    n_steps: int,
+    batch_size: int = LATENT_BATCH_SIZES["diffusion"],
 ) -> float:
     module = copy.deepcopy(module).train()
     n_cells = len(tensors[REGISTRY_KEYS.X_KEY])
+    # the stage's optimiser: its learning rate and epsilon, scvi-tools' weight decay
     optimizer = torch.optim.Adam(
-        module.parameters(), lr=1.5e-3, eps=1e-8, weight_decay=1e-6, fused=True
+        module.parameters(), **LATENT_PLAN_DEFAULTS["diffusion"], weight_decay=1e-6, fused=True
     )
     started = time.perf_counter()
     for _ in range(n_steps):
